@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+# Both create .venv/ when missing and reinstall only when the lock or pyproject changes.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU by default; a GPU user sets LOCK=requirements/gpu.lock (see README).
+LOCK ?= requirements/cpu.lock
+STAMP := $(VENV)/.recft-installed
+# pip on some machines prints a warning per missing local index folder; it is noise.
+PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+export RECFT_DATA_DIR ?= $(CURDIR)/data
+export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter/config
+export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter/data
+export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
+export MPLCONFIGDIR := $(CURDIR)/.jupyter/matplotlib
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-slow test-all lab bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "recft: installing the pinned closure from $(LOCK) (no dependency resolution)"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(LOCK) 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
+	$(PY) -m recft.env_check
+	$(PY) -m ipykernel install --sys-prefix --name recft --display-name "Python (recft)" >/dev/null
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m recft demo
+
+test: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from recft.cli import main
+
+raise SystemExit(main())

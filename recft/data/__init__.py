@@ -1,0 +1,63 @@
+"""recft.data: the ``Interactions`` type, dataset loaders, splits and the embedded default.
+
+Modules:
+    interactions  Interactions (the one data type every stage speaks)
+    vocabulary    Vocabulary: raw ids <-> contiguous rows
+    features      CategoricalFeature / EntityFeatures: genres, tags, artists, titles
+    movielens     load_movielens: ml-100k ... ml-32m, ml-latest(-small)
+    lastfm        load_lastfm: lastfm-2k (HetRec 2011), lastfm-1k, lastfm-360k
+    tabular       read_interactions / from_pandas: the user's own CSV, TSV, Parquet
+    registry      load(name_or_path): one entry point for every named dataset or file
+    download      download(name, data_dir): checksummed fetch and safe extraction
+    transforms    implicit-feedback helpers: thresholds, log1p weights, k-core, dedup
+    splits        random / temporal / leave-last-out / cold-user / cold-item splits
+    synthetic     the embedded default: a source and a shifted target domain
+    describe      dataset statistics for ``recft data describe``
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from recft.data.features import CategoricalFeature, EntityFeatures
+from recft.data.interactions import Interactions
+from recft.data.vocabulary import Vocabulary
+
+_LAZY = {
+    "load_movielens": "movielens",
+    "MOVIELENS_RELEASES": "movielens",
+    "load_lastfm": "lastfm",
+    "LASTFM_RELEASES": "lastfm",
+    "read_interactions": "tabular",
+    "from_pandas": "tabular",
+    "load": "registry",
+    "dataset_names": "registry",
+    "default_data_dir": "registry",
+    "download": "download",
+    "binarize": "transforms",
+    "log1p_weights": "transforms",
+    "kcore_filter": "transforms",
+    "deduplicate": "transforms",
+    "Split": "splits",
+    "SplitSpec": "splits",
+    "parse_split": "splits",
+    "split": "splits",
+    "random_split": "splits",
+    "temporal_split": "splits",
+    "leave_last_out": "splits",
+    "cold_user_split": "splits",
+    "cold_item_split": "splits",
+    "synthetic": "synthetic",
+    "DomainPair": "synthetic",
+    "describe": "describe",
+}
+
+__all__ = ["CategoricalFeature", "EntityFeatures", "Interactions", "Vocabulary", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f"recft.data.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'recft.data' has no attribute {name!r}")
