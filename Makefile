@@ -5,8 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# CPU by default; a GPU user sets LOCK=requirements/gpu.lock (see README).
 LOCK ?= requirements/cpu.lock
+# GPU: `make setup-gpu` installs the lock without torch/fbgemm-gpu-cpu, then lets pip resolve
+# these two (CUDA torch pulls its nvidia-* libraries). Override to match your CUDA version.
+GPU_PACKAGES ?= torch==2.13.0 fbgemm-gpu==1.8.0
 STAMP := $(VENV)/.recft-installed
 # pip on some machines prints a warning per missing local index folder; it is noise.
 PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
@@ -17,7 +19,7 @@ export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
 export MPLCONFIGDIR := $(CURDIR)/.jupyter/matplotlib
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-slow test-all lab bench clean-venv
+.PHONY: setup setup-gpu demo test test-slow test-all lab bench clean-venv
 
 setup: $(STAMP)
 
@@ -28,6 +30,14 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
 	$(PY) -m recft.env_check
 	$(PY) -m ipykernel install --sys-prefix --name recft --display-name "Python (recft)" >/dev/null
+	@touch $(STAMP)
+
+setup-gpu:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --no-deps -r requirements/cpu-no-torch.lock 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install $(GPU_PACKAGES)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
+	$(PY) -m recft.env_check
 	@touch $(STAMP)
 
 demo: setup
