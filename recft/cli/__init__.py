@@ -1,0 +1,158 @@
+"""The ``recft`` command: argument parsing, config files, and one-line errors.
+
+Each command group lives in its own module exposing ``register(subparsers)``; handlers
+take the parsed ``argparse.Namespace`` and return an exit code.
+
+Exit codes:
+    0  success
+    1  a run failed (training diverged, a notebook cell raised, a check did not pass)
+    2  bad input or usage (missing file, malformed data, unknown dataset, bad flag)
+    130 interrupted (Ctrl-C); resumable commands continue where they stopped when rerun
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from recft._version import __version__
+from recft.errors import RecftError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# (module, stage) in the order `recft --help` lists them
+COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("recft.cli.data", "data"),
+    ("recft.cli.demo", "getting started"),
+    ("recft.cli.pretrain", "pretraining"),
+    ("recft.cli.evaluate", "evaluation"),
+    ("recft.cli.finetune", "fine-tuning"),
+    ("recft.cli.notebooks", "notebooks and reports"),
+    ("recft.cli.serving", "production"),
+)
+
+EPILOG = """examples:
+  recft demo                                   synthetic data -> pretrain -> fine-tune -> report
+  recft data describe ml-100k --data-dir data  counts, sparsity, time range, feature coverage
+  recft pretrain --dataset ml-100k --split random:0.8,0.1,0.1 --seed 0 --out runs/base
+  recft evaluate --checkpoint runs/base --dataset ml-100k --split random:0.8,0.1,0.1 --json
+  recft finetune --checkpoint runs/base --dataset my.csv --split random:0.8,0.1,0.1 --out runs/ft
+
+every command also reads flags from a YAML file: --config FILE (flags on the line win).
+exit codes: 0 ok, 1 run failed, 2 bad input or usage, 130 interrupted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default exits 2 with usage; keep it short
+        self.print_usage(sys.stderr)
+        print(f"recft: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="recft",
+        description="Fine-tune pretrained torchrec recommenders.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"recft {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    stages: dict[str, list[str]] = {}
+    for module_name, stage in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # command group not built yet
+            raise
+        before = set(subparsers.choices)
+        module.register(subparsers)
+        stages.setdefault(stage, []).extend(sorted(set(subparsers.choices) - before))
+    for name, sub in subparsers.choices.items():
+        _add_common_flags(sub)
+    lines = []
+    for stage, names in stages.items():
+        helps = {a.dest: a.help for a in subparsers._choices_actions}
+        lines.append(f"  {stage}:")
+        lines += [f"    {n:<12} {helps.get(n) or ''}" for n in names]
+    parser.description = "Fine-tune pretrained torchrec recommenders.\n\ncommands:\n" + "\n".join(lines)
+    return parser
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common options")
+    group.add_argument("--config", metavar="FILE", help="YAML file of flag values (keys = flag names)")
+    verbosity = group.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    if parser._subparsers is not None:  # nested groups (`recft data describe`) get them too
+        for action in parser._subparsers._group_actions:
+            for sub in getattr(action, "choices", {}).values():
+                _add_common_flags(sub)
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse once to find --config, then reparse with the file's values as defaults."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    from recft.cli.common import load_config_defaults
+
+    defaults = load_config_defaults(args.config, args)
+    subparser = _find_subparser(parser, args)
+    subparser.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def _find_subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    current = parser
+    for dest in ("command", "subcommand"):
+        name = getattr(args, dest, None)
+        if name is None or current._subparsers is None:
+            break
+        for action in current._subparsers._group_actions:
+            if name in getattr(action, "choices", {}):
+                current = action.choices[name]
+    return current
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _apply_config_file(parser, argv)
+    except RecftError as error:
+        return _report(error)
+    if not getattr(args, "command", None) or not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE if not argv else EXIT_OK
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if args.quiet:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except RecftError as error:
+        if args.verbose:
+            raise
+        return _report(error)
+    except KeyboardInterrupt:
+        print("recft: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _report(error: RecftError) -> int:
+    from recft.errors import TrainingError
+
+    message = " ".join(str(error).split())
+    print(f"recft: error: {message}", file=sys.stderr)
+    if error.hint:
+        print(f"recft: hint: {error.hint}", file=sys.stderr)
+    return EXIT_FAILED if isinstance(error, TrainingError) else EXIT_USAGE

@@ -1,0 +1,80 @@
+"""Flags shared by several commands: dataset source, split, seed, config files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from recft.errors import DataError
+
+DEFAULT_SPLIT = "random:0.8,0.1,0.1"
+
+
+def add_dataset_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--dataset NAME|PATH`` with ``--data-dir`` and column-name flags for files."""
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset",
+        required=required,
+        metavar="NAME|PATH",
+        help="dataset name (ml-100k, lastfm-2k, synthetic, ... see `recft data describe --help`) "
+        "or a CSV/TSV/Parquet file with user_id,item_id[,rating][,timestamp] columns",
+    )
+    group.add_argument("--data-dir", metavar="DIR", help="dataset cache root (default: $RECFT_DATA_DIR or data/)")
+    group.add_argument("--user-col", metavar="COL", help="user column of a file (default user_id)")
+    group.add_argument("--item-col", metavar="COL", help="item column of a file (default item_id)")
+    group.add_argument("--rating-col", metavar="COL", help="rating/count column of a file (default rating, if present)")
+    group.add_argument("--timestamp-col", metavar="COL", help="timestamp column of a file (default timestamp, if present)")
+
+
+def load_dataset(args: argparse.Namespace, source: str | None = None):
+    """The Interactions named by ``--dataset`` (or ``source``) and the column flags."""
+    from recft.data.registry import load
+
+    return load(
+        source or args.dataset,
+        data_dir=args.data_dir,
+        user=args.user_col,
+        item=args.item_col,
+        rating=args.rating_col,
+        timestamp=args.timestamp_col,
+    )
+
+
+def add_split_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("protocol")
+    group.add_argument(
+        "--split",
+        default=DEFAULT_SPLIT,
+        metavar="SPEC",
+        help="random:0.8,0.1,0.1 | temporal:0.8,0.1,0.1 | leave-last-out | cold-user:0.1,0.1 | "
+        f"cold-item:0.1 (default {DEFAULT_SPLIT})",
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of the split and training (default 0)")
+
+
+def load_config_defaults(path: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Read a YAML/JSON mapping of flag values; keys may use dashes or underscores."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataError("config file not found", path=file)
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise DataError(f"not valid YAML: {error}", path=file) from None
+    if not isinstance(values, dict):
+        raise DataError("expected a mapping of flag names to values", path=file)
+    known = set(vars(args))
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known:
+            raise DataError(
+                f"unknown option {key!r}; valid: {', '.join(sorted(k for k in known if k != 'handler'))}",
+                path=file,
+            )
+        defaults[dest] = value
+    return defaults
