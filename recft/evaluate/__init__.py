@@ -1,0 +1,67 @@
+"""recft.evaluate: full-ranking evaluation, top-K metrics, segments, the Scorer protocol.
+
+Modules:
+    protocol   Scorer: ``score_users(users, history) -> (B, catalog_size)``
+    metrics    vectorised top-K metrics (RecBole definitions), coverage, RMSE/MAE/AUC
+    evaluate   evaluate(model, test, exclude=train): chunked full ranking, seen items excluded
+    segments   metrics by user activity bucket and by head / tail items
+
+The package is itself callable, so ``recft.evaluate(model, test, exclude=train)`` and
+``recft.evaluate.topk_metrics(...)`` both work.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from recft.evaluate.evaluate import binary_metrics, evaluate, rating_metrics
+from recft.evaluate.metrics import (
+    ALL_METRICS,
+    RANKING_METRICS,
+    auc,
+    mae,
+    rmse,
+    topk_metrics,
+)
+from recft.evaluate.protocol import Scorer
+
+__all__ = [
+    "ALL_METRICS",
+    "RANKING_METRICS",
+    "Scorer",
+    "auc",
+    "binary_metrics",
+    "evaluate",
+    "mae",
+    "rating_metrics",
+    "rmse",
+    "topk_metrics",
+]
+
+
+class _CallablePackage(types.ModuleType):
+    """The ``recft.evaluate`` package, callable as the ``evaluate`` function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.__dict__["evaluate"](*args, **kwargs)
+
+    @property
+    def evaluate(self) -> Any:
+        # recft/__init__.py resolves its lazy name with getattr(package, "evaluate") and
+        # caches the result as `recft.evaluate`; handing it the (callable) package keeps
+        # `recft.evaluate.topk_metrics` working whatever was imported first. Everyone
+        # else gets the plain function.
+        if sys._getframe(1).f_globals.get("__name__") == "recft":
+            return self
+        return self.__dict__["evaluate"]
+
+    @evaluate.setter
+    def evaluate(self, value: Any) -> None:
+        self.__dict__["evaluate"] = value
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+# inspect.signature(recft.evaluate) follows __wrapped__ to the function's signature
+__wrapped__ = evaluate
