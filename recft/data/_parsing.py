@@ -258,3 +258,10 @@ def factorize_sorted(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.nda
     """``(codes, uniques)`` with sorted uniques: one hash pass instead of unique + lookup."""
     codes, uniques = pd.factorize(np.asarray(values), sort=True)
     return codes.astype(np.int64), np.asarray(uniques)
+
+
+def unix_seconds(times: pd.Series) -> np.ndarray:
+    """(N,) int64 Unix seconds of a datetime Series (naive values are taken as UTC)."""
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return times.to_numpy().astype("datetime64[s]").astype(np.int64)
