@@ -78,3 +78,40 @@ def load_config_defaults(path: str, args: argparse.Namespace) -> dict[str, Any]:
             )
         defaults[dest] = value
     return defaults
+
+
+def known_interactions(split, part: str = "test"):
+    """What a model may know when ``part`` is evaluated: train (+ valid for test), plus the
+    revealed history of cold users. These items are also excluded from the ranking."""
+    known = split.train
+    if part == "test":
+        if split.valid is not None:
+            known = known.concat(split.valid)
+        if split.kind == "cold-user" and split.test_history is not None:
+            known = known.concat(split.test_history)
+            if split.valid_history is not None and split.valid_history is not split.train:
+                known = known.concat(split.valid_history)
+    elif part == "valid":
+        if split.kind == "cold-user" and split.valid_history is not None:
+            known = known.concat(split.valid_history)
+    else:
+        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+    return known
+
+
+def print_json(values: object) -> None:
+    import json
+
+    print(json.dumps(values, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
