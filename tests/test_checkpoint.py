@@ -318,3 +318,18 @@ def test_unserialisable_training_value_is_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="training.json.*object"):
         save_pretrained(make_model(), tmp_path / "c", training={"bad": object()})
     assert not (tmp_path / "c").exists()
+
+
+def test_real_two_tower_round_trip(tmp_path: Path) -> None:
+    from recft.data.interactions import Interactions
+    from recft.models.two_tower import TwoTower, TwoTowerConfig
+
+    torch.manual_seed(0)
+    train = Interactions.from_raw(["a", "a", "b", "c"], [10, 20, 20, 30], timestamps=[1, 2, 3, 4])
+    genres = CategoricalFeature.from_lists([["x"], ["x", "y"], []], name="genre")
+    model = TwoTower(TwoTowerConfig(embedding_dim=4, tower_layers=(6, 3)), train.user_vocab,
+                     train.item_vocab, item_features={"genre": genres})
+    loaded = load_pretrained(save_pretrained(model, tmp_path / "ckpt"))
+    assert type(loaded) is TwoTower and loaded.config == model.config
+    users = np.arange(3)
+    assert torch.equal(loaded.score_users(users, train), model.score_users(users, train))
