@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +55,13 @@ class TinyTwoTower(PretrainedMixin, nn.Module):
         self.item_features, self.user_features = item_features, user_features
         self.item_attributes: pd.DataFrame | None = None
         dim = config.embedding_dim
-        self.user_ebc = EmbeddingBagCollection(tables=[EmbeddingBagConfig(
-            name="user_id", embedding_dim=dim, num_embeddings=len(user_vocab), feature_names=["user_id"])])
-        item_tables = [EmbeddingBagConfig(name="item_id", embedding_dim=dim,
-                                          num_embeddings=len(item_vocab), feature_names=["item_id"])]
-        item_tables += [EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=len(f.vocab),
-                                           feature_names=[name])
-                        for name, f in (item_features or {}).items()]
+        def table(name: str, rows: int) -> EmbeddingBagConfig:
+            return EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=rows,
+                                      feature_names=[name])
+
+        self.user_ebc = EmbeddingBagCollection(tables=[table("user_id", len(user_vocab))])
+        item_tables = [table("item_id", len(item_vocab))]
+        item_tables += [table(name, len(f.vocab)) for name, f in (item_features or {}).items()]
         self.item_ebc = EmbeddingBagCollection(tables=item_tables)
         self.user_tower = nn.Linear(dim, config.output_dim)
         self.item_tower = nn.Linear(dim * len(item_tables), config.output_dim)
@@ -80,7 +79,8 @@ class TinyTwoTower(PretrainedMixin, nn.Module):
             values.append(feature_values)
             lengths.append(feature_lengths)
         kjt = KeyedJaggedTensor.from_lengths_sync(
-            keys, torch.from_numpy(np.concatenate(values)), torch.from_numpy(np.concatenate(lengths)))
+            keys, torch.from_numpy(np.concatenate(values)),
+            torch.from_numpy(np.concatenate(lengths)))
         pooled = self.item_ebc(kjt)
         return self.item_tower(torch.cat([pooled[k] for k in keys], dim=1))
 
@@ -101,24 +101,30 @@ def make_model(seed: int = 0, num_users: int = 5) -> TinyTwoTower:
         name="genre")
     model = TinyTwoTower(TinyConfig(), Vocabulary([f"u{i}" for i in range(num_users)], name="user"),
                          Vocabulary([10, 20, 30, 40], name="item"), item_features={"genre": genres})
-    model.item_attributes = pd.DataFrame({"title": ["A", "B", "C", "D"], "year": [1990, 1991, 1992, 1993]})
+    model.item_attributes = pd.DataFrame({"title": ["A", "B", "C", "D"],
+                                          "year": [1990, 1991, 1992, 1993]})
     return model
 
 
-TRAINING = {"dataset": "synthetic-source", "split": {"kind": "random", "fractions": [0.8, 0.1, 0.1]},
-            "seed": 7, "protocol": {"ranking": "full", "exclude_seen": True},
+TRAINING = {"dataset": "synthetic-source",
+            "split": {"kind": "random", "fractions": [0.8, 0.1, 0.1]}, "seed": 7,
+            "protocol": {"ranking": "full", "exclude_seen": True},
             "metrics": {"recall@10": 0.123456, "ndcg@10": np.float32(0.25)}, "wall_time_s": 1.5}
 
 
+Saved = tuple[TinyTwoTower, Path]
+
+
 @pytest.fixture()
-def saved(tmp_path: Path) -> tuple[TinyTwoTower, Path]:
+def saved(tmp_path: Path) -> Saved:
     model = make_model()
     return model, save_pretrained(model, tmp_path / "ckpt", training=TRAINING)
 
 
 def reseal(directory: Path) -> None:
     """Recompute checksums after a deliberate edit so the check under test is reached."""
-    files = {k: v for k, v in checkpoint_io.file_checksums(directory).items() if k != CHECKSUMS_NAME}
+    files = checkpoint_io.file_checksums(directory)
+    files.pop(CHECKSUMS_NAME)
     (directory / CHECKSUMS_NAME).write_text(json.dumps({"algorithm": "sha256", "files": files}))
 
 
@@ -128,38 +134,41 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(value))
 
 
-def test_round_trip_is_bit_identical(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_round_trip_is_bit_identical(saved: Saved) -> None:
     model, directory = saved
     loaded = TinyTwoTower.from_pretrained(directory)
     assert type(loaded) is TinyTwoTower and loaded.config == model.config
     before, after = model.state_dict(), loaded.state_dict()
     assert list(before) == list(after)
-    assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in before)
+    assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype
+               for k in before)
     assert torch.equal(model.scores(), loaded.scores())
     assert loaded.user_vocab == model.user_vocab and loaded.item_vocab == model.item_vocab
     genre, loaded_genre = model.item_features["genre"], loaded.item_features["genre"]
-    assert loaded_genre.as_lists() == genre.as_lists() == [["Drama"], [], ["Comedy", "Drama"], ["Horror"]]
+    expected_genres = [["Drama"], [], ["Comedy", "Drama"], ["Horror"]]
+    assert loaded_genre.as_lists() == genre.as_lists() == expected_genres
     assert np.array_equal(loaded_genre.weights, genre.weights) and loaded_genre.vocab == genre.vocab
     pd.testing.assert_frame_equal(loaded.item_attributes, model.item_attributes, check_dtype=False)
     assert loaded.user_features is None
 
 
-def test_registry_loads_without_a_class(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_registry_loads_without_a_class(saved: Saved) -> None:
     model, directory = saved
     assert torch.equal(load_pretrained(directory).scores(), model.scores())
 
 
-def test_directory_layout_and_metadata(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_directory_layout_and_metadata(saved: Saved) -> None:
     _, directory = saved
     files = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-    assert files == ["README.md", "checksums.json", "config.json", "model.safetensors", "training.json",
-                     "vocab/item_attributes.parquet", "vocab/item_features.json",
+    assert files == ["README.md", "checksums.json", "config.json", "model.safetensors",
+                     "training.json", "vocab/item_attributes.parquet", "vocab/item_features.json",
                      "vocab/item_features.safetensors", "vocab/items.json", "vocab/users.json"]
     config = json.loads((directory / "config.json").read_text())
     assert (config["model_type"], config["format_version"], config["recft_version"]) == (
         "tiny_two_tower", 1, __version__)
     assert config["architecture"] == {"embedding_dim": 4, "output_dim": 3}
-    assert config["tensors"]["user_ebc.embedding_bags.user_id.weight"] == {"shape": [5, 4], "dtype": "float32"}
+    assert config["tensors"]["user_ebc.embedding_bags.user_id.weight"] == {
+        "shape": [5, 4], "dtype": "float32"}
     assert config["sizes"]["num_users"] == 5 and config["sizes"]["item_features"] == {"genre": 3}
     training = json.loads((directory / "training.json").read_text())
     assert training["seed"] == 7 and training["metrics"]["ndcg@10"] == 0.25
@@ -169,7 +178,7 @@ def test_directory_layout_and_metadata(saved: tuple[TinyTwoTower, Path]) -> None
     assert set(checksums) == set(files) - {CHECKSUMS_NAME}
 
 
-def test_no_pickle_written_or_read(saved: tuple[TinyTwoTower, Path], monkeypatch) -> None:
+def test_no_pickle_written_or_read(saved: Saved, monkeypatch) -> None:
     _, directory = saved
     for path in directory.rglob("*"):
         if path.is_file():
@@ -185,7 +194,7 @@ def test_no_pickle_written_or_read(saved: tuple[TinyTwoTower, Path], monkeypatch
     TinyTwoTower.from_pretrained(directory)
 
 
-def test_crash_mid_write_keeps_previous_checkpoint(saved: tuple[TinyTwoTower, Path], monkeypatch) -> None:
+def test_crash_mid_write_keeps_previous_checkpoint(saved: Saved, monkeypatch) -> None:
     old, directory = saved
     real_write = checkpoint_io.write_json
 
@@ -204,23 +213,25 @@ def test_crash_mid_write_keeps_previous_checkpoint(saved: tuple[TinyTwoTower, Pa
     assert not (directory.parent / "fresh").exists()
 
 
-def test_partial_directory_without_marker_fails(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_partial_directory_without_marker_fails(saved: Saved) -> None:
     _, directory = saved
     (directory / CHECKSUMS_NAME).unlink()
     with pytest.raises(CheckpointError, match="incomplete checkpoint.*checksums.json"):
         TinyTwoTower.from_pretrained(directory)
 
 
-def test_newer_format_asks_to_upgrade(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_newer_format_asks_to_upgrade(saved: Saved) -> None:
     _, directory = saved
-    edit_json(directory / "config.json", lambda c: c.update(format_version=2, recft_version="9.1.0"))
-    with pytest.raises(CheckpointError, match=r"format 2 was written by recft 9\.1\.0.*Upgrade recft"):
+    edit_json(directory / "config.json",
+              lambda c: c.update(format_version=2, recft_version="9.1.0"))
+    with pytest.raises(CheckpointError,
+                       match=r"format 2 was written by recft 9\.1\.0.*Upgrade recft"):
         TinyTwoTower.from_pretrained(directory)
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "vocab/items.json",
                                   "vocab/item_features.json", "training.json"])
-def test_missing_file_is_named(saved: tuple[TinyTwoTower, Path], name: str) -> None:
+def test_missing_file_is_named(saved: Saved, name: str) -> None:
     _, directory = saved
     (directory / name).unlink()
     with pytest.raises(CheckpointError, match=f"{name} is missing"):
@@ -228,7 +239,7 @@ def test_missing_file_is_named(saved: tuple[TinyTwoTower, Path], name: str) -> N
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "vocab/item_features.safetensors"])
-def test_truncated_safetensors_is_named(saved: tuple[TinyTwoTower, Path], name: str) -> None:
+def test_truncated_safetensors_is_named(saved: Saved, name: str) -> None:
     _, directory = saved
     data = (directory / name).read_bytes()
     (directory / name).write_bytes(data[: len(data) // 2])
@@ -236,7 +247,7 @@ def test_truncated_safetensors_is_named(saved: tuple[TinyTwoTower, Path], name: 
         TinyTwoTower.from_pretrained(directory)
 
 
-def test_checksum_mismatch(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_checksum_mismatch(saved: Saved) -> None:
     _, directory = saved
     data = bytearray((directory / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF  # a flipped bit in tensor data: still parses, only the checksum sees it
@@ -246,23 +257,26 @@ def test_checksum_mismatch(saved: tuple[TinyTwoTower, Path]) -> None:
     assert TinyTwoTower.from_pretrained(directory, verify_checksums=False) is not None
 
 
-def test_shape_mismatch_names_tensor(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_shape_mismatch_names_tensor(saved: Saved) -> None:
     _, directory = saved
     tensors = load_file(str(directory / "model.safetensors"))
     tensors["item_tower.weight"] = torch.zeros(3, 5)
     save_file(tensors, str(directory / "model.safetensors"))
     reseal(directory)
-    with pytest.raises(CheckpointError, match=r"'item_tower.weight': config.json lists shape \(3, 8\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"'item_tower.weight': config.json lists shape \(3, 8\)"):
         TinyTwoTower.from_pretrained(directory)
+    entry = {"shape": [3, 5], "dtype": "float32"}
     edit_json(directory / "config.json",
-              lambda c: c["tensors"].update({"item_tower.weight": {"shape": [3, 5], "dtype": "float32"}}))
+              lambda c: c["tensors"].update({"item_tower.weight": entry}))
     reseal(directory)
     with pytest.raises(CheckpointError,
-                       match=r"'item_tower.weight': expected shape \(3, 8\) float32.*found \(3, 5\)"):
+                       match=r"'item_tower.weight': expected shape \(3, 8\) float32"
+                             r".*found \(3, 5\)"):
         TinyTwoTower.from_pretrained(directory)
 
 
-def test_vocab_size_must_match_table_rows(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_vocab_size_must_match_table_rows(saved: Saved) -> None:
     _, directory = saved
     edit_json(directory / "vocab/users.json", lambda v: v["ids"].pop())
     reseal(directory)
@@ -275,7 +289,7 @@ def test_vocab_size_must_match_table_rows(saved: tuple[TinyTwoTower, Path]) -> N
         TinyTwoTower.from_pretrained(directory)
 
 
-def test_unknown_config_keys_warn_and_load(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_unknown_config_keys_warn_and_load(saved: Saved) -> None:
     model, directory = saved
     edit_json(directory / "config.json", lambda c: c["architecture"].update(future_knob=3))
     reseal(directory)
@@ -284,9 +298,10 @@ def test_unknown_config_keys_warn_and_load(saved: tuple[TinyTwoTower, Path]) -> 
     assert torch.equal(loaded.scores(), model.scores())
 
 
-def test_unknown_model_type_and_wrong_class(saved: tuple[TinyTwoTower, Path], tmp_path: Path) -> None:
+def test_unknown_model_type_and_wrong_class(saved: Saved, tmp_path: Path) -> None:
     _, directory = saved
-    other = save_pretrained(OtherModel(TinyConfig(), Vocabulary([1]), Vocabulary([1, 2])), tmp_path / "o")
+    other_model = OtherModel(TinyConfig(), Vocabulary([1]), Vocabulary([1, 2]))
+    other = save_pretrained(other_model, tmp_path / "o")
     assert type(TinyTwoTower.from_pretrained(other)) is OtherModel  # a registered subclass wins
     with pytest.raises(CheckpointError, match="holds a 'tiny_two_tower' model"):
         OtherModel.from_pretrained(directory)
@@ -295,10 +310,11 @@ def test_unknown_model_type_and_wrong_class(saved: tuple[TinyTwoTower, Path], tm
         load_pretrained(directory)
 
 
-def test_model_card(saved: tuple[TinyTwoTower, Path]) -> None:
+def test_model_card(saved: Saved) -> None:
     _, directory = saved
     card = (directory / "README.md").read_text()
-    assert "| Metric | Value |\n| --- | ---: |\n| recall@10 | 0.1235 |\n| ndcg@10 | 0.2500 |" in card
+    table = "| Metric | Value |\n| --- | ---: |\n| recall@10 | 0.1235 |\n| ndcg@10 | 0.2500 |"
+    assert table in card
     assert "full ranking over all 4 items" in card and "removed before ranking" in card
     assert "Seed: 7" in card and "synthetic-source" in card and "kind=random" in card
     assert "TinyTwoTower.from_pretrained(" in card

@@ -45,7 +45,8 @@ class ExampleTwoTower(nn.Module):
             return proj(self.ebc(kjt)[feature])
 
         with torch.no_grad():
-            return tower("userId", users, self.query_proj), tower("movieId", items, self.candidate_proj)
+            return (tower("userId", users, self.query_proj),
+                    tower("movieId", items, self.candidate_proj))
 
 
 class TrainTask(nn.Module):
@@ -110,7 +111,8 @@ def test_pt_file_and_row_index(reference: TrainTask, tmp_path: Path) -> None:
 
 def test_errors_name_the_problem(reference: TrainTask, tmp_path: Path) -> None:
     state = reference.state_dict()
-    with pytest.raises(CheckpointError, match=r"no '\*ebc.embedding_bags.t_userID.weight'.*t_movieId"):
+    with pytest.raises(CheckpointError,
+                       match=r"no '\*ebc.embedding_bags.t_userID.weight'.*t_movieId"):
         imported(state, query_table="t_userID")
     with pytest.raises(CheckpointError, match=r"1 item id\(s\) have no row.*\[99\]"):
         import_torchrec_state_dict(state, Vocabulary(USERS), Vocabulary([1, 99], name="item"))
@@ -128,7 +130,8 @@ def test_errors_name_the_problem(reference: TrainTask, tmp_path: Path) -> None:
 @pytest.mark.skipif("output_activation" in TwoTowerConfig.__dataclass_fields__,
                     reason="TwoTowerConfig records the output ReLU")
 def test_unrecordable_import_refuses_to_save(reference: TrainTask, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="cannot be saved faithfully: its towers end in a ReLU"):
+    with pytest.raises(CheckpointError,
+                       match="cannot be saved faithfully: its towers end in a ReLU"):
         save_pretrained(imported(reference.state_dict()), tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
 
@@ -138,5 +141,6 @@ def test_unrecordable_import_refuses_to_save(reference: TrainTask, tmp_path: Pat
 def test_imported_model_survives_a_checkpoint(reference: TrainTask, tmp_path: Path) -> None:
     model = imported(reference.state_dict())
     loaded = load_pretrained(save_pretrained(model, tmp_path / "ckpt"))
-    assert torch.equal(loaded.encode_users(np.arange(len(USERS))), model.encode_users(np.arange(len(USERS))))
+    users = np.arange(len(USERS))
+    assert torch.equal(loaded.encode_users(users), model.encode_users(users))
     assert torch.equal(loaded.encode_items(), model.encode_items())

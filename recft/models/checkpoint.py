@@ -3,41 +3,39 @@
 from __future__ import annotations
 
 import importlib
-import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import pandas as pd
 from torch import nn
 
 from recft._version import __version__
-from recft.config import ConfigError
-from recft.data.features import CategoricalFeature
-from recft.data.vocabulary import Vocabulary
-from recft.errors import CheckpointError, DataError
+from recft.errors import CheckpointError
 from recft.io import atomic_directory
+from recft.models import checkpoint_checks as checks
 from recft.models import checkpoint_io as cio
+from recft.models.checkpoint_checks import CheckpointParts
+from recft.models.checkpoint_io import (
+    CARD_NAME,
+    CHECKSUMS_NAME,
+    CONFIG_NAME,
+    ITEM_ATTRIBUTES_NAME,
+    ITEM_FEATURES_STEM,
+    ITEMS_NAME,
+    TRAINING_NAME,
+    USER_FEATURES_STEM,
+    USERS_NAME,
+    WEIGHTS_NAME,
+)
 from recft.models.model_card import render_model_card
 
 FORMAT_VERSION = 1  # bump on a change old readers would misread; they then refuse it clearly
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TRAINING_NAME = "training.json"
-CARD_NAME = "README.md"
-CHECKSUMS_NAME = "checksums.json"  # written last: its presence marks a complete checkpoint
-USERS_NAME = "vocab/users.json"
-ITEMS_NAME = "vocab/items.json"
-ITEM_FEATURES_STEM = "vocab/item_features"
-USER_FEATURES_STEM = "vocab/user_features"
-ITEM_ATTRIBUTES_NAME = "vocab/item_attributes.parquet"
 
 M = TypeVar("M", bound=nn.Module)
 
 _MODEL_TYPES: dict[str, type[nn.Module]] = {}
-# Built-in types register on import; loading imports the module so users need not.
-_BUILTIN_MODULES = {"two_tower": "recft.models.two_tower"}
+# Built-in types, imported on first load so that loading needs no import by the caller.
+_BUILTIN = {"two_tower": ("recft.models.two_tower", "TwoTower")}
 
 
 def register_model(model_type: str) -> Callable[[type[M]], type[M]]:
@@ -53,37 +51,23 @@ def register_model(model_type: str) -> Callable[[type[M]], type[M]]:
 
 def model_class_for(model_type: str) -> type[nn.Module]:
     """The class registered for ``model_type`` (importing built-in model modules on demand)."""
-    if model_type not in _MODEL_TYPES and model_type in _BUILTIN_MODULES:
-        module = importlib.import_module(_BUILTIN_MODULES[model_type])
-        # a built-in class that does not inherit PretrainedMixin is registered here
-        for value in vars(module).values():
-            if isinstance(value, type) and getattr(value, "model_type", None) == model_type:
-                _MODEL_TYPES.setdefault(model_type, value)
-        if model_type == "two_tower" and model_type not in _MODEL_TYPES:
-            _MODEL_TYPES[model_type] = module.TwoTower
+    if model_type not in _MODEL_TYPES and model_type in _BUILTIN:
+        module_name, class_name = _BUILTIN[model_type]
+        # importing registers a PretrainedMixin subclass; a plain class is registered here
+        cls = getattr(importlib.import_module(module_name), class_name)
+        _MODEL_TYPES.setdefault(model_type, cls)
     if model_type not in _MODEL_TYPES:
-        known = sorted(set(_MODEL_TYPES) | set(_BUILTIN_MODULES))
+        known = sorted(set(_MODEL_TYPES) | set(_BUILTIN))
         raise CheckpointError(f"unknown model_type {model_type!r}; known types: {known}")
     return _MODEL_TYPES[model_type]
-
-
-@dataclass(frozen=True)
-class CheckpointParts:
-    """Everything but the weights: what a model class needs to rebuild its architecture."""
-
-    config: Any
-    user_vocab: Vocabulary
-    item_vocab: Vocabulary
-    item_features: dict[str, CategoricalFeature] | None
-    user_features: dict[str, CategoricalFeature] | None
-    item_attributes: pd.DataFrame | None
 
 
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for a module with config, vocabs and features.
 
-    A subclass sets ``model_type`` (registered automatically) and optionally ``config_class``;
-    wrappers whose constructor differs override ``from_checkpoint_parts``.
+    A subclass sets ``model_type`` (registered automatically; a wrapper that adds heads or
+    adapters must set its own, or it saves and reloads as its base class) and optionally
+    ``config_class``; a wrapper whose constructor differs overrides ``from_checkpoint_parts``.
 
     Example::
 
@@ -99,18 +83,21 @@ class PretrainedMixin:
         if cls.__dict__.get("model_type"):
             _MODEL_TYPES[cls.model_type] = cls  # type: ignore[assignment]
 
-    def save_pretrained(self, directory: str | Path, training: dict[str, Any] | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path,
+                        training: dict[str, Any] | None = None) -> Path:
         """Write this model to ``directory`` atomically; see :func:`save_pretrained`."""
         return save_pretrained(self, directory, training=training)  # type: ignore[arg-type]
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, verify_checksums: bool = True) -> Any:
         """Load a checkpoint directory written by ``save_pretrained``; never unpickles."""
-        return load_pretrained(directory, cls, verify_checksums=verify_checksums)  # type: ignore[arg-type]
+        return load_pretrained(directory, cls,  # type: ignore[arg-type]
+                               verify_checksums=verify_checksums)
 
     @classmethod
     def from_checkpoint_parts(cls, parts: CheckpointParts) -> nn.Module:
-        return _construct(cls, parts)  # type: ignore[arg-type]
+        """The model, with fresh weights, for a checkpoint's config, vocabs and features."""
+        return checks.construct(cls, parts)  # type: ignore[arg-type]
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, *,
@@ -169,7 +156,8 @@ def save_pretrained(model: nn.Module, directory: str | Path, *,
         if user_features:
             cio.write_features(user_features, staging / USER_FEATURES_STEM)
         if attributes is not None:
-            attributes.reset_index(drop=True).to_parquet(staging / ITEM_ATTRIBUTES_NAME, index=False)
+            attributes.reset_index(drop=True).to_parquet(staging / ITEM_ATTRIBUTES_NAME,
+                                                         index=False)
         cio.write_json(staging / CONFIG_NAME, meta)
         # caller's key order kept (metrics tables read in the order they were reported)
         cio.write_json(staging / TRAINING_NAME, info, sort_keys=False)
@@ -193,12 +181,14 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
                               "it is not a recft checkpoint")
     found = meta["format_version"]
     if not isinstance(found, int) or found < 1:
-        raise CheckpointError(f"{directory}: {CONFIG_NAME} has invalid format_version {found!r}")
+        raise CheckpointError(f"{directory}: {CONFIG_NAME} has invalid format_version "
+                              f"{found!r}")
     if found > FORMAT_VERSION:
         raise CheckpointError(
             f"{directory}: checkpoint format {found} was written by recft "
             f"{meta.get('recft_version', '(unknown version)')}; this recft {__version__} reads "
-            f"formats up to {FORMAT_VERSION}. Upgrade recft (pip install --upgrade recft) to load it."
+            f"formats up to {FORMAT_VERSION}. Upgrade recft (pip install --upgrade recft) "
+            "to load it."
         )
     return meta
 
@@ -228,22 +218,20 @@ def load_pretrained(directory: str | Path, model_class: type[M] | None = None, *
             f"{directory}: incomplete checkpoint ({CHECKSUMS_NAME}, written last, is missing): "
             "the save was interrupted or the copy is partial; save or copy it again"
         )
-    checksums = cio.read_json(directory / CHECKSUMS_NAME, directory).get("files", {})
+    recorded = cio.read_json(directory / CHECKSUMS_NAME, directory)
+    checksums = recorded.get("files", {}) if isinstance(recorded, dict) else {}
     for name in (WEIGHTS_NAME, USERS_NAME, ITEMS_NAME, *checksums):
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory}: checkpoint file {name} is missing")
     cls = _resolve_class(meta["model_type"], model_class)
-    parts = _read_parts(directory, meta, cls)
+    parts = checks.read_parts(directory, meta, cls)
     tensors = cio.load_tensors(directory / WEIGHTS_NAME, directory)
     if verify_checksums:
-        for name, expected in checksums.items():
-            if cio.sha256_file(directory / name) != expected:
-                raise CheckpointError(f"{directory}: checksum mismatch for {name}: the file changed "
-                                      "after saving or is corrupt")
-    _check_manifest(directory, meta.get("tensors", {}), tensors)
+        checks.verify_checksums(directory, checksums)
+    checks.check_manifest(directory, meta.get("tensors", {}), tensors)
     builder = getattr(cls, "from_checkpoint_parts", None)
-    model = builder(parts) if builder is not None else _construct(cls, parts)
-    _check_against_model(directory, model, tensors)
+    model = builder(parts) if builder is not None else checks.construct(cls, parts)
+    checks.check_against_model(directory, model, tensors)
     model.load_state_dict(tensors, strict=True)
     return model.eval()  # type: ignore[return-value]
 
@@ -254,8 +242,9 @@ def _model_type_of(model: nn.Module) -> str:
         for name, cls in _MODEL_TYPES.items():
             if cls is type(model):
                 return name
-        raise CheckpointError(f"{type(model).__name__} has no model_type; inherit PretrainedMixin "
-                              "with model_type set, or decorate it with @register_model(name)")
+        raise CheckpointError(f"{type(model).__name__} has no model_type; inherit "
+                              "PretrainedMixin with model_type set, or decorate it with "
+                              "@register_model(name)")
     return model_type
 
 
@@ -274,110 +263,8 @@ def _resolve_class(model_type: str, model_class: type[M] | None) -> type[M]:
                           f"{model_class.__name__} cannot load")
 
 
-def _config_class(cls: type) -> type:
-    config_class = getattr(cls, "config_class", None)
-    if config_class is None:
-        try:
-            config_class = typing.get_type_hints(cls.__init__).get("config")
-        except Exception:  # unresolved forward references: fall through to the error
-            config_class = None
-    if not (isinstance(config_class, type) and hasattr(config_class, "from_dict")):
-        raise CheckpointError(f"{cls.__name__} needs a config_class (a ConfigMixin dataclass)")
-    return config_class
-
-
-def _read_parts(directory: Path, meta: dict[str, Any], cls: type) -> CheckpointParts:
-    try:
-        config = _config_class(cls).from_dict(meta.get("architecture", {}),
-                                              source=f"{directory / CONFIG_NAME} architecture")
-    except (ConfigError, DataError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{directory}: invalid architecture in {CONFIG_NAME}: {error}") from None
-    vocabs = []
-    for name in (USERS_NAME, ITEMS_NAME):
-        try:
-            vocabs.append(Vocabulary.from_dict(cio.read_json(directory / name, directory),
-                                               source=str(directory / name)))
-        except DataError as error:
-            raise CheckpointError(f"{directory}: {name} is invalid: {error}") from None
-    user_vocab, item_vocab = vocabs
-    sizes = meta.get("sizes", {})
-    for key, name, vocab in (("num_users", USERS_NAME, user_vocab), ("num_items", ITEMS_NAME, item_vocab)):
-        if key in sizes and sizes[key] != len(vocab):
-            raise CheckpointError(f"{directory}: {CONFIG_NAME} records {key}={sizes[key]} "
-                                  f"but {name} has {len(vocab)} ids")
-    features = []
-    for stem, what, vocab in ((ITEM_FEATURES_STEM, "item", item_vocab),
-                              (USER_FEATURES_STEM, "user", user_vocab)):
-        if not sizes.get(f"{what}_features") and not (directory / f"{stem}.json").exists():
-            features.append(None)
-            continue
-        loaded = cio.read_features(directory / stem, directory)
-        for fname, feature in loaded.items():
-            if feature.num_entities != len(vocab):
-                raise CheckpointError(f"{directory}: {stem}.safetensors feature {fname!r} has "
-                                      f"{feature.num_entities} rows, the {what} vocabulary {len(vocab)}")
-            recorded = sizes.get(f"{what}_features", {}).get(fname)
-            if recorded is not None and recorded != len(feature.vocab):
-                raise CheckpointError(f"{directory}: {CONFIG_NAME} records {recorded} values for "
-                                      f"{what} feature {fname!r}, {stem}.json has {len(feature.vocab)}")
-        features.append(loaded)
-    attributes = None
-    if (directory / ITEM_ATTRIBUTES_NAME).is_file():
-        try:
-            attributes = pd.read_parquet(directory / ITEM_ATTRIBUTES_NAME)
-        except Exception as error:  # pyarrow raises several unrelated types on bad bytes
-            raise CheckpointError(f"{directory}: {ITEM_ATTRIBUTES_NAME} is corrupt: {error}") from None
-        if len(attributes) != len(item_vocab):
-            raise CheckpointError(f"{directory}: {ITEM_ATTRIBUTES_NAME} has {len(attributes)} rows, "
-                                  f"the item vocabulary {len(item_vocab)}")
-    return CheckpointParts(config, user_vocab, item_vocab, features[0], features[1], attributes)
-
-
-def _construct(cls: type[M], parts: CheckpointParts) -> M:
-    model = cls(parts.config, parts.user_vocab, parts.item_vocab,  # type: ignore[call-arg]
-                item_features=parts.item_features, user_features=parts.user_features)
-    if parts.item_attributes is not None:
-        model.item_attributes = parts.item_attributes
-    return model
-
-
-def _check_manifest(directory: Path, manifest: dict[str, Any], tensors: dict[str, Any]) -> None:
-    missing = sorted(set(manifest) - set(tensors))
-    if missing:
-        raise CheckpointError(f"{directory}: {WEIGHTS_NAME} lacks tensors listed in "
-                              f"{CONFIG_NAME}: {missing[:5]}")
-    for name, tensor in tensors.items():
-        entry = manifest.get(name)
-        if entry is None:
-            raise CheckpointError(f"{directory}: {WEIGHTS_NAME} has tensor {name!r} that "
-                                  f"{CONFIG_NAME} does not list")
-        found = (list(tensor.shape), cio.dtype_name(tensor.dtype))
-        if found != (entry["shape"], entry["dtype"]):
-            raise CheckpointError(
-                f"{directory}: tensor {name!r}: {CONFIG_NAME} lists shape {tuple(entry['shape'])} "
-                f"{entry['dtype']}, {WEIGHTS_NAME} has {tuple(found[0])} {found[1]}"
-            )
-
-
-def _check_against_model(directory: Path, model: nn.Module, tensors: dict[str, Any]) -> None:
-    """Every tensor must fit the architecture rebuilt from config and vocab sizes."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{directory}: {WEIGHTS_NAME} does not match {type(model).__name__}: "
-                              f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
-    for name, tensor in tensors.items():
-        want = expected[name]
-        if tuple(want.shape) != tuple(tensor.shape) or want.dtype != tensor.dtype:
-            raise CheckpointError(
-                f"{directory}: tensor {name!r}: expected shape {tuple(want.shape)} "
-                f"{cio.dtype_name(want.dtype)} (from {CONFIG_NAME} and vocab/), found "
-                f"{tuple(tensor.shape)} {cio.dtype_name(tensor.dtype)} in {WEIGHTS_NAME}"
-            )
-
-
 __all__ = [
-    "FORMAT_VERSION", "CheckpointParts", "PretrainedMixin", "load_pretrained", "model_class_for",
-    "read_checkpoint_config", "register_model", "save_pretrained",
+    "CHECKSUMS_NAME", "CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "CheckpointParts",
+    "PretrainedMixin", "load_pretrained", "model_class_for", "read_checkpoint_config",
+    "register_model", "save_pretrained",
 ]

@@ -1,4 +1,4 @@
-"""Checkpoint file primitives: JSON, safetensors, features, checksums, provenance stamps."""
+"""Checkpoint files: names, JSON, safetensors, features, checksums, provenance stamps."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ from recft._version import __version__
 from recft.data.features import CategoricalFeature
 from recft.data.vocabulary import Vocabulary
 from recft.errors import CheckpointError, DataError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TRAINING_NAME = "training.json"
+CARD_NAME = "README.md"
+CHECKSUMS_NAME = "checksums.json"  # written last: its presence marks a complete checkpoint
+USERS_NAME = "vocab/users.json"
+ITEMS_NAME = "vocab/items.json"
+ITEM_FEATURES_STEM = "vocab/item_features"  # + .safetensors (jagged arrays), .json (vocabs)
+USER_FEATURES_STEM = "vocab/user_features"
+ITEM_ATTRIBUTES_NAME = "vocab/item_attributes.parquet"
 
 
 def write_json(path: Path, value: Any, *, sort_keys: bool = True) -> None:
@@ -123,8 +134,10 @@ def write_features(features: dict[str, CategoricalFeature], stem: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     described: dict[str, Any] = {}
     for name, feature in features.items():
-        tensors[f"{name}.offsets"] = torch.from_numpy(np.ascontiguousarray(feature.offsets, np.int64))
-        tensors[f"{name}.values"] = torch.from_numpy(np.ascontiguousarray(feature.values, np.int64))
+        tensors[f"{name}.offsets"] = torch.from_numpy(
+            np.ascontiguousarray(feature.offsets, np.int64))
+        tensors[f"{name}.values"] = torch.from_numpy(
+            np.ascontiguousarray(feature.values, np.int64))
         if feature.weights is not None:
             tensors[f"{name}.weights"] = torch.from_numpy(
                 np.ascontiguousarray(feature.weights, np.float32))
@@ -144,10 +157,12 @@ def read_features(stem: Path, directory: Path) -> dict[str, CategoricalFeature]:
             vocab = Vocabulary.from_dict(info["vocab"], source=f"{where} feature {name!r}")
             weights = tensors[f"{name}.weights"].numpy() if info.get("weighted") else None
             features[name] = CategoricalFeature(
-                tensors[f"{name}.offsets"].numpy(), tensors[f"{name}.values"].numpy(), vocab, weights
+                tensors[f"{name}.offsets"].numpy(), tensors[f"{name}.values"].numpy(), vocab,
+                weights,
             )
         except KeyError as missing:
-            raise CheckpointError(f"{directory}: {where} lacks {missing} for feature {name!r}") from None
+            raise CheckpointError(f"{directory}: {where} lacks {missing} for feature "
+                                  f"{name!r}") from None
         except DataError as error:
             raise CheckpointError(f"{directory}: {where} feature {name!r}: {error}") from None
     return features

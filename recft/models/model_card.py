@@ -35,7 +35,8 @@ def render_model_card(meta: dict[str, Any], training: dict[str, Any], files: lis
         files: the checkpoint's files, relative POSIX paths.
     """
     sizes = meta.get("sizes", {})
-    module, _, class_name = meta.get("model_class", "recft.models.two_tower.TwoTower").rpartition(".")
+    model_class = meta.get("model_class", "recft.models.two_tower.TwoTower")
+    module, _, class_name = model_class.rpartition(".")
     title = training.get("name") or f"recft {meta['model_type']} recommender"
     protocol = training.get("protocol") or {}
     lines = [

@@ -86,18 +86,23 @@ def import_torchrec_state_dict(
         use_history=False, **options,
     )
     mapped = {
-        "user_ebc.embedding_bags.user_id.weight": _rows(user_table, user_vocab, table_index, query_table),
-        "item_ebc.embedding_bags.item_id.weight": _rows(item_table, item_vocab, table_index, candidate_table),
+        "user_ebc.embedding_bags.user_id.weight":
+            _rows(user_table, user_vocab, table_index, query_table),
+        "item_ebc.embedding_bags.item_id.weight":
+            _rows(item_table, item_vocab, table_index, candidate_table),
     }
     model = TwoTower(config, user_vocab, item_vocab)
     if not options:
         _append_output_relu(model)
     for tower, layers in (("user_tower", user_layers), ("item_tower", item_layers)):
-        linears = [name for name, m in getattr(model, tower).named_children() if isinstance(m, nn.Linear)]
+        linears = [name for name, module in getattr(model, tower).named_children()
+                   if isinstance(module, nn.Linear)]
         for name, (weight, bias) in zip(linears, layers, strict=True):
             mapped[f"{tower}.{name}.weight"] = weight
-            mapped[f"{tower}.{name}.bias"] = bias if bias is not None else torch.zeros(weight.shape[0])
-    model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in mapped.items()}, strict=True)
+            # torchrec's MLP(bias=False) has none; recft's Linear layers always do
+            mapped[f"{tower}.{name}.bias"] = torch.zeros(weight.shape[0]) if bias is None else bias
+    state = {key: value.to(torch.float32).contiguous() for key, value in mapped.items()}
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -110,12 +115,14 @@ def _read_state_dict(source: Mapping[str, torch.Tensor] | str | Path) -> dict[st
             # weights_only: tensors and containers only, so a foreign file cannot run code
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError...
-            raise CheckpointError(f"{path}: cannot read as a weights-only state dict: {error}") from None
+            raise CheckpointError(f"{path}: cannot read as a weights-only state dict: "
+                                  f"{error}") from None
         if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
             loaded = loaded["state_dict"]
         source = loaded
     if not isinstance(source, Mapping):
-        raise CheckpointError(f"expected a state dict (name -> tensor), got {type(source).__name__}")
+        raise CheckpointError("expected a state dict (name -> tensor), got "
+                              f"{type(source).__name__}")
     return {str(k): v for k, v in source.items() if isinstance(v, torch.Tensor)}
 
 
@@ -126,11 +133,13 @@ def _table(tensors: dict[str, torch.Tensor], table: str) -> torch.Tensor:
         available = sorted({m.group(1) for key in tensors
                             if (m := re.search(r"ebc\.embedding_bags\.([^.]+)\.weight$", key))})
         problem = "no" if not found else f"{len(found)} ({found})"
-        raise CheckpointError(f"state dict has {problem} '*{suffix}' tensor; tables found: {available}")
+        raise CheckpointError(f"state dict has {problem} '*{suffix}' tensor; "
+                              f"tables found: {available}")
     weight = tensors[found[0]]
     if weight.dim() != 2 or not weight.is_floating_point():
-        raise CheckpointError(f"{found[0]} is a {weight.dtype} tensor of shape {tuple(weight.shape)}; "
-                              "expected float rows (export the state dict before quantize_embeddings)")
+        raise CheckpointError(f"{found[0]} is a {weight.dtype} tensor of shape "
+                              f"{tuple(weight.shape)}; expected float rows (export the state "
+                              "dict before quantize_embeddings)")
     return weight
 
 
@@ -164,8 +173,9 @@ def _vocab(vocab: Vocabulary | None, rows: int, what: str) -> Vocabulary:
 def _rows(table: torch.Tensor, vocab: Vocabulary, table_index: str, name: str) -> torch.Tensor:
     if table_index == "row":
         if len(vocab) != table.shape[0]:
-            raise CheckpointError(f"table {name!r} has {table.shape[0]} rows but the vocabulary has "
-                                  f"{len(vocab)} ids; use table_index='raw_id' if rows are raw ids")
+            raise CheckpointError(f"table {name!r} has {table.shape[0]} rows but the vocabulary "
+                                  f"has {len(vocab)} ids; use table_index='raw_id' if rows are "
+                                  "raw ids")
         return table
     if not vocab.is_integer:
         raise CheckpointError(f"table_index='raw_id' needs integer ids; the {vocab.name} "
