@@ -170,8 +170,8 @@ def detect_release(folder: Path) -> str:
     present = {p.name for p in folder.iterdir()}
     for release in releases().values():
         if set(release.files) <= present:
-            # ml-1m and ml-10m share ratings.dat/movies.dat; users.dat tells them apart
-            if release.name == "ml-10m" and "users.dat" in present:
+            # ml-1m and ml-10m share ratings.dat/movies.dat; only ml-1m has users.dat
+            if release.name == "ml-1m" and "users.dat" not in present:
                 continue
             # the CSV releases share one format; an unnamed copy loads as ml-latest
             return "ml-latest" if release.format == "ml-csv" else release.name
