@@ -1,0 +1,362 @@
+"""TwoTower: torchrec embedding-bag collections + MLP towers, scored by a (cosine) dot product."""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recft.config import ConfigError, ConfigMixin
+from recft.data.features import CategoricalFeature
+from recft.data.interactions import Interactions
+from recft.data.vocabulary import Vocabulary
+from recft.errors import DataError
+from recft.models.inputs import (
+    ITEM_HISTORY,
+    ITEM_ID,
+    RESERVED_FEATURES,
+    USER_ID,
+    UserHistories,
+    item_features_kjt,
+    user_features_kjt,
+)
+
+
+@dataclass
+class TwoTowerConfig(ConfigMixin):
+    """Architecture of a ``TwoTower``; table sizes make a checkpoint's shapes checkable.
+
+    Sizes left as None are filled from the vocabularies and features the model is built
+    with (``TwoTowerConfig.for_data`` does the same from an ``Interactions``).
+
+    Example::
+
+        config = TwoTowerConfig(embedding_dim=32, tower_layers=(64, 32))
+        model = TwoTower(config, train.user_vocab, train.item_vocab)
+    """
+
+    num_users: int | None = None  # rows of the user_id table (= len(user_vocab))
+    num_items: int | None = None  # rows of the item_id table (= len(item_vocab))
+    item_feature_sizes: dict[str, int] = field(default_factory=dict)  # name -> vocab size
+    user_feature_sizes: dict[str, int] = field(default_factory=dict)
+    embedding_dim: int = 64  # every table's width
+    tower_layers: tuple[int, ...] = (128, 64)  # hidden sizes..., output size
+    dropout: float = 0.1  # on tower inputs and hidden activations, training only
+    normalize: bool = True  # L2-normalise tower outputs: scores are cosines / temperature
+    temperature: float = 0.1
+    use_history: bool = True  # mean-pool the user's recent items into the user tower
+    max_history: int = 50  # most recent items pooled per user (training and serving)
+    init_scale: float = 0.1  # tables start uniform in [-init_scale, init_scale]
+
+    def __post_init__(self) -> None:
+        self.tower_layers = tuple(int(size) for size in self.tower_layers)
+        if self.embedding_dim < 1 or not self.tower_layers or min(self.tower_layers) < 1:
+            raise ConfigError("embedding_dim and every tower layer size must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_history < 1:
+            raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
+        for name in (*self.item_feature_sizes, *self.user_feature_sizes):
+            if name in RESERVED_FEATURES:
+                raise ConfigError(f"feature name {name!r} is reserved ({RESERVED_FEATURES})")
+
+    @classmethod
+    def for_data(cls, interactions: Interactions, **overrides: Any) -> TwoTowerConfig:
+        """A config sized for ``interactions``' vocabularies and categorical features."""
+        item, user = interactions.item_features, interactions.user_features
+        sizes = {
+            "num_users": len(interactions.user_vocab),
+            "num_items": len(interactions.item_vocab),
+            "item_feature_sizes": {n: len(f.vocab) for n, f in item.categorical.items()}
+            if item is not None else {},
+            "user_feature_sizes": {n: len(f.vocab) for n, f in user.categorical.items()}
+            if user is not None else {},
+        }
+        return cls(**{**sizes, **overrides})
+
+    @property
+    def output_dim(self) -> int:
+        return self.tower_layers[-1]
+
+
+def _tower(in_size: int, layers: tuple[int, ...], dropout: float) -> nn.Sequential:
+    """Dropout -> [Linear -> ReLU -> Dropout]* -> Linear; no activation on the output, which
+    must be free to take any sign for dot-product scoring."""
+    modules: list[nn.Module] = [nn.Dropout(dropout)] if dropout else []
+    for size in layers[:-1]:
+        modules += [nn.Linear(in_size, size), nn.ReLU()]
+        modules += [nn.Dropout(dropout)] if dropout else []
+        in_size = size
+    modules.append(nn.Linear(in_size, layers[-1]))
+    return nn.Sequential(*modules)
+
+
+class TwoTower(nn.Module):
+    """User tower (id + mean-pooled recent items + user features) and item tower (id + item
+    features), each an MLP over pooled torchrec embedding bags.
+
+    Tables live in two ``EmbeddingBagCollection``s: ``user_ebc`` holds ``user_id`` and one
+    table per user feature; ``item_ebc`` holds ``item_id`` and one table per item feature.
+    A user's history is pooled from the ``item_id`` table itself (feature ``item_history``):
+    history and candidates then share one embedding space, every item row is trained by
+    both roles, and a user who is only known by a history (id unknown to the vocabulary:
+    an empty ``user_id`` bag, i.e. a zero vector) is served without retraining.
+
+    ``forward`` returns embeddings; losses live in ``recft.train.losses``.
+
+    Example::
+
+        model = TwoTower(TwoTowerConfig(), train.user_vocab, train.item_vocab)
+        scores = model.score_users(np.array([0, 1]), history=train)   # (2, catalog)
+    """
+
+    model_type = "two_tower"
+
+    def __init__(
+        self,
+        config: TwoTowerConfig,
+        user_vocab: Vocabulary,
+        item_vocab: Vocabulary,
+        item_features: dict[str, CategoricalFeature] | None = None,
+        user_features: dict[str, CategoricalFeature] | None = None,
+    ) -> None:
+        super().__init__()
+        self.item_features: dict[str, CategoricalFeature] = dict(item_features or {})
+        self.user_features: dict[str, CategoricalFeature] = dict(user_features or {})
+        self.config = _sized_config(config, user_vocab, item_vocab, self.item_features,
+                                    self.user_features)
+        self.user_vocab = user_vocab
+        self.item_vocab = item_vocab
+        config = self.config
+        dim = config.embedding_dim
+
+        def table(name: str, rows: int, features: list[str]) -> EmbeddingBagConfig:
+            return EmbeddingBagConfig(
+                name=name, embedding_dim=dim, num_embeddings=rows, feature_names=features,
+                pooling=PoolingType.MEAN, weight_init_min=-config.init_scale,
+                weight_init_max=config.init_scale,
+            )
+
+        item_id_features = [ITEM_ID, ITEM_HISTORY] if config.use_history else [ITEM_ID]
+        self.user_ebc = EmbeddingBagCollection(
+            [table(USER_ID, config.num_users, [USER_ID])]
+            + [table(n, s, [n]) for n, s in config.user_feature_sizes.items()]
+        )
+        self.item_ebc = EmbeddingBagCollection(
+            [table(ITEM_ID, config.num_items, item_id_features)]
+            + [table(n, s, [n]) for n, s in config.item_feature_sizes.items()]
+        )
+        self.user_tower = _tower(self.user_base_dim, config.tower_layers, config.dropout)
+        self.item_tower = _tower(self.item_base_dim, config.tower_layers, config.dropout)
+        # (weakref to history, item vocab, histories): see _histories
+        self._history_cache: tuple[Any, Vocabulary, UserHistories] | None = None
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def user_base_dim(self) -> int:
+        """Width of ``user_base``: user id + history + one block per user feature."""
+        blocks = 1 + int(self.config.use_history) + len(self.config.user_feature_sizes)
+        return blocks * self.config.embedding_dim
+
+    @property
+    def item_base_dim(self) -> int:
+        return (1 + len(self.config.item_feature_sizes)) * self.config.embedding_dim
+
+    @property
+    def catalog_size(self) -> int:
+        return len(self.item_vocab)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.user_tower.parameters()).device
+
+    # ------------------------------------------------------------------ representations
+    def base_representations(
+        self, user_features: KeyedJaggedTensor, item_features: KeyedJaggedTensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled embeddings before the towers, for stacking new layers on pretrained tables.
+
+        Args:
+            user_features: KJT with ``user_id`` and user features, stride B.
+            item_features: KJT with ``item_id``, item features and ``item_history``, stride B.
+
+        Returns:
+            ``user_base`` (B, user_base_dim) and ``item_base`` (B, item_base_dim).
+        """
+        users = self.user_ebc(user_features).to_dict()
+        items = self.item_ebc(item_features).to_dict()
+        user_blocks = [users[USER_ID]]
+        if self.config.use_history:
+            user_blocks.append(items[ITEM_HISTORY])
+        user_blocks += [users[name] for name in self.config.user_feature_sizes]
+        item_blocks = [items[ITEM_ID]] + [items[name] for name in self.config.item_feature_sizes]
+        return torch.cat(user_blocks, dim=1), torch.cat(item_blocks, dim=1)
+
+    def _finish(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(embeddings, dim=-1) if self.config.normalize else embeddings
+
+    def forward(
+        self, user_features: KeyedJaggedTensor, item_features: KeyedJaggedTensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tower outputs for a batch of (user, item) rows.
+
+        Returns:
+            ``user_emb`` (B, D) and ``item_emb`` (B, D), L2-normalised when
+            ``config.normalize``; rows whose item bags are empty give meaningless item rows.
+        """
+        user_base, item_base = self.base_representations(user_features, item_features)
+        return self._finish(self.user_tower(user_base)), self._finish(self.item_tower(item_base))
+
+    def encode_item_features(self, item_features: KeyedJaggedTensor) -> torch.Tensor:
+        """(B, D) item embeddings from an item-side KJT (history bags ignored)."""
+        items = self.item_ebc(item_features).to_dict()
+        blocks = [items[ITEM_ID]] + [items[name] for name in self.config.item_feature_sizes]
+        return self._finish(self.item_tower(torch.cat(blocks, dim=1)))
+
+    def encode_user_features(
+        self, user_features: KeyedJaggedTensor, item_features: KeyedJaggedTensor
+    ) -> torch.Tensor:
+        """(B, D) user embeddings from a user-side KJT and a history-carrying item KJT."""
+        user_base, _ = self.base_representations(user_features, item_features)
+        return self._finish(self.user_tower(user_base))
+
+    # ------------------------------------------------------------------ public encoders
+    def encode_users(self, users: np.ndarray, history: Interactions | None = None) -> torch.Tensor:
+        """Embed users from their ids and their most recent ``config.max_history`` items.
+
+        Runs in the current mode and with gradients if enabled (fine-tuning may need them);
+        ``score_users`` is the inference entry point.
+
+        Args:
+            users: (B,) rows of ``history.user_vocab`` (of the model's vocabulary when
+                ``history`` is None). Users unknown to the model's vocabulary get an empty
+                id bag (a zero block) and are represented by history and features only.
+            history: interactions to take each user's history from (train, or a cold
+                user's revealed items); None for id-only embeddings.
+
+        Returns:
+            (B, D) user embeddings.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        model_rows = users if history is None else self._model_user_rows(users, history)
+        pooled = None
+        if history is not None and self.config.use_history:
+            pooled = self._histories(history).gather(users, self.config.max_history)
+        user_kjt = user_features_kjt(model_rows, self.user_features)
+        item_kjt = item_features_kjt(None, self.item_features, pooled, batch_size=len(users))
+        return self.encode_user_features(user_kjt.to(self.device), item_kjt.to(self.device))
+
+    def encode_items(self, items: np.ndarray | None = None, chunk_size: int = 8192) -> torch.Tensor:
+        """Embed items by row; None embeds the whole catalog in chunks.
+
+        Returns:
+            (I, D) item embeddings in the order of ``items`` (catalog order for None).
+        """
+        rows = np.arange(self.catalog_size) if items is None else np.asarray(items, np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.catalog_size):
+            raise DataError(f"item rows outside the catalog [0, {self.catalog_size})")
+        chunks = [
+            self.encode_item_features(
+                item_features_kjt(rows[i : i + chunk_size], self.item_features).to(self.device)
+            )
+            for i in range(0, len(rows), chunk_size)
+        ]
+        if not chunks:
+            return torch.zeros(0, self.config.output_dim, device=self.device)
+        return torch.cat(chunks)
+
+    def score(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        """(B, I) scores: ``user_emb @ item_emb.T / temperature``."""
+        return user_emb @ item_emb.T / self.config.temperature
+
+    @torch.no_grad()
+    def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+        """Scores of the whole catalog for ``users`` (the ``recft.evaluate.Scorer`` contract).
+
+        Always in eval mode (no dropout), restoring the previous mode afterwards.
+
+        Args:
+            users: (B,) rows of ``history.user_vocab``.
+            history: what the model may know about the users (train, or revealed history).
+
+        Returns:
+            (B, catalog_size) float32 scores on the model's device.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return self.score(self.encode_users(users, history), self.encode_items())
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ vocab alignment
+    def _model_user_rows(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        if history.user_vocab is self.user_vocab:
+            return users
+        if history.user_vocab == self.user_vocab:
+            return users
+        raw = history.user_vocab.decode(users)
+        return self.user_vocab.encode(raw, unknown="mark")
+
+    def _histories(self, history: Interactions) -> UserHistories:
+        """Histories of ``history``'s users in model item rows, cached for the last object
+        seen with the current item vocabulary: evaluation calls ``score_users`` once per
+        chunk of users with the same history."""
+        cached = self._history_cache
+        if cached is not None and cached[0]() is history and cached[1] is self.item_vocab:
+            return cached[2]
+        item_rows = None
+        if history.item_vocab is not self.item_vocab and history.item_vocab != self.item_vocab:
+            # items unknown to the model cannot be pooled: they are left out of histories
+            item_rows = self.item_vocab.encode(history.item_vocab.ids, unknown="mark")
+        histories = UserHistories.from_interactions(history, item_rows)
+        self._history_cache = (weakref.ref(history), self.item_vocab, histories)
+        return histories
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"users={c.num_users:,}, items={c.num_items:,}, dim={c.embedding_dim}, "
+                f"towers={c.tower_layers}, history={c.max_history if c.use_history else 0}")
+
+
+def _sized_config(
+    config: TwoTowerConfig,
+    user_vocab: Vocabulary,
+    item_vocab: Vocabulary,
+    item_features: dict[str, CategoricalFeature],
+    user_features: dict[str, CategoricalFeature],
+) -> TwoTowerConfig:
+    """Fill unset sizes from the data; a size that disagrees with it is an error."""
+    expected = {
+        "num_users": len(user_vocab),
+        "num_items": len(item_vocab),
+        "item_feature_sizes": {n: len(f.vocab) for n, f in item_features.items()},
+        "user_feature_sizes": {n: len(f.vocab) for n, f in user_features.items()},
+    }
+    fill = {}
+    for key, value in expected.items():
+        current = getattr(config, key)
+        if current is None or (isinstance(current, dict) and not current and value):
+            fill[key] = value
+        elif current != value:
+            raise DataError(f"TwoTowerConfig.{key}={current} does not match the data ({value})")
+    for name, feature in item_features.items():
+        feature_size = feature.num_entities
+        if feature_size != len(item_vocab):
+            raise DataError(f"item feature {name!r} has {feature_size} rows, "
+                            f"the item vocabulary {len(item_vocab)}")
+    for name, feature in user_features.items():
+        if feature.num_entities != len(user_vocab):
+            raise DataError(f"user feature {name!r} has {feature.num_entities} rows, "
+                            f"the user vocabulary {len(user_vocab)}")
+    return dataclasses.replace(config, **fill) if fill else config
