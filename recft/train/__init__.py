@@ -1,0 +1,32 @@
+"""recft.train: pretraining loop, losses, batches and optimizers.
+
+Modules:
+    pretrain  pretrain(), PretrainConfig, History: the loop with validation, early
+              stopping, determinism and resumable state
+    batches   Batch, BatchBuilder: interactions -> KeyedJaggedTensor batches, negatives
+    losses    sampled softmax (in-batch, logQ), BPR, MSE, BCE
+    optim     TrainingOptimizers: fused / sparse table updates, dense optimizers
+    state     save_training_state / load_training_state (atomic, safetensors)
+"""
+
+from __future__ import annotations
+
+# Imported eagerly: the function ``pretrain`` shares its name with its module, and only a
+# binding made here, after the submodule is loaded, keeps ``recft.train.pretrain`` the function.
+from recft.train.batches import Batch, BatchBuilder
+from recft.train.losses import bce_loss, bpr_loss, mse_loss, sampled_softmax_loss
+from recft.train.optim import TrainingOptimizers
+from recft.train.pretrain import History, PretrainConfig, pretrain
+
+__all__ = [
+    "Batch",
+    "BatchBuilder",
+    "History",
+    "PretrainConfig",
+    "TrainingOptimizers",
+    "bce_loss",
+    "bpr_loss",
+    "mse_loss",
+    "pretrain",
+    "sampled_softmax_loss",
+]
