@@ -40,7 +40,8 @@ def write_release(folder: Path, rows: int, separator: str, seed: int = 0) -> Non
         "timestamp": rng.integers(789652009, 1574327703, rows),
     })
     titles = pd.DataFrame({"movieId": np.arange(1, movies + 1),
-                           "title": [f"Movie, number {i} ({1900 + i % 120})" for i in range(movies)],
+                           "title": [f"Movie, number {i} ({1900 + i % 120})"
+                                     for i in range(movies)],
                            "genres": np.where(np.arange(movies) % 7 == 0, "(no genres listed)",
                                               "Comedy|Drama")})
     tags = pd.DataFrame({"userId": rng.integers(1, 1000, rows // 25),

@@ -83,7 +83,7 @@ def write_lastfm2k(folder: Path) -> Path:
     _write(folder / "user_artists.dat", ["userID\tartistID\tweight", "2\t51\t13883",
                                          "2\t52\t11690", "3\t51\t5"], newline="\r\n")
     _write(folder / "artists.dat", ["id\tname\turl\tpictureURL",
-                                    "51\tDuran Test\thttp://example.org/51\thttp://example.org/51.jpg",
+                                    "51\tDuran Test\thttp://example.org/51\thttp://x.org/51.jpg",
                                     "52\tMorçheeba\thttp://example.org/52\t",
                                     "53\tNobody Plays\thttp://example.org/53\t"], encoding="utf-8")
     _write(folder / "tags.dat", ["tagID\ttagValue", "1\tmetal", "2\ttrip-hop", "3\tchillé"],

@@ -14,7 +14,8 @@ from recft.data.registry import dataset_names, default_data_dir, detect_release,
 from recft.errors import DataError, DatasetNotFoundError
 
 
-def test_load_by_name_from_data_dir_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_by_name_from_data_dir_and_env(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     write_ml100k(tmp_path / "ml-100k")
     assert len(load("ml-100k", data_dir=tmp_path)) == 4
     monkeypatch.setenv("RECFT_DATA_DIR", str(tmp_path))

@@ -60,7 +60,8 @@ def test_gzip_and_parquet(tmp_path: Path) -> None:
     x = read_interactions(gz)
     assert x.weights.tolist() == [0.5, 2.0]
     parquet = tmp_path / "w.parquet"
-    pd.DataFrame({"user_id": [1, 2], "item_id": ["a", "b"], "rating": [1.0, 2.0]}).to_parquet(parquet)
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": ["a", "b"], "rating": [1.0, 2.0]})
+    frame.to_parquet(parquet)
     y = read_interactions(parquet)
     assert y.to_pandas().values.tolist() == [[1, "a", 1.0], [2, "b", 2.0]]
 

@@ -24,8 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     describe.add_argument("source", metavar="SOURCE", help="dataset name or path")
     describe.add_argument("--data-dir", metavar="DIR",
                           help="dataset cache root (default: $RECFT_DATA_DIR or data/)")
-    describe.add_argument("--user-col", metavar="COL", help="user column of a file (default user_id)")
-    describe.add_argument("--item-col", metavar="COL", help="item column of a file (default item_id)")
+    describe.add_argument("--user-col", metavar="COL",
+                          help="user column of a file (default user_id)")
+    describe.add_argument("--item-col", metavar="COL",
+                          help="item column of a file (default item_id)")
     describe.add_argument("--rating-col", metavar="COL",
                           help="rating/count column of a file (default rating, if present)")
     describe.add_argument("--timestamp-col", metavar="COL",

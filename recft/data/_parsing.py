@@ -27,6 +27,10 @@ _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _EOF_IN_STRING = re.compile(r"EOF inside string starting at row (\d+)")
 
 
+class _TextDecodeError(DataError):
+    """The file is not text in the expected encoding."""
+
+
 @dataclass(frozen=True)
 class Column:
     """One field of a release file.
@@ -84,7 +88,7 @@ def read_table(
         try:
             return read_table(path, columns, sep=sep, header=header, encoding="utf-8",
                               quoted=quoted, allow_empty=allow_empty)
-        except UnicodeDecodeError:
+        except _TextDecodeError:
             return read_table(path, columns, sep=sep, header=header, encoding="latin-1",
                               quoted=quoted, allow_empty=allow_empty)
     first_line = 1
@@ -92,7 +96,11 @@ def read_table(
         _check_header(path, list(header), sep, encoding, quoted)
         first_line = 2
     reader = _Reader(path, columns, sep, encoding, quoted, first_line)
-    frame = reader.read()
+    try:
+        frame = reader.read()
+    except UnicodeDecodeError as error:
+        raise _TextDecodeError(f"not valid {encoding} text ({error.reason})",
+                               path=path) from None
     if not len(frame) and not allow_empty:
         raise DataError("file has no data rows", path=path, line=first_line)
     return frame

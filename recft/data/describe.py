@@ -127,7 +127,8 @@ def format_description(d: dict[str, Any]) -> str:
         for name, f in d.get(key, {}).items():
             extra = f"  {f['distinct_values']:,} values, {f['mean_values']:.2f} per entity"
             rows.append((f"{label} {name}", f"coverage {f['coverage']:.1%}{extra}"))
-    for key, label in (("item_attributes", "item attribute"), ("user_attributes", "user attribute")):
+    for key, label in (("item_attributes", "item attribute"),
+                       ("user_attributes", "user attribute")):
         for name, coverage in d.get(key, {}).items():
             rows.append((f"{label} {name}", f"coverage {coverage:.1%}"))
     width = max(len(label) for label, _ in rows)

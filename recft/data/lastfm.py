@@ -29,7 +29,7 @@ from recft.data._parsing import (
     unix_seconds,
 )
 from recft.data._users import age_group
-from recft.data.features import EntityFeatures
+from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
 from recft.data.registry import Release, release_dir
 from recft.data.vocabulary import Vocabulary
@@ -114,7 +114,8 @@ def _load_2k(folder: Path, name: str) -> Interactions:
     )
 
 
-def _read_2k_tags(tags_path: Path, tagged_path: Path, item_vocab: Vocabulary):
+def _read_2k_tags(tags_path: Path, tagged_path: Path,
+                  item_vocab: Vocabulary) -> CategoricalFeature:
     tags = read_table(tags_path, [Column("tag", "int"), Column("value")], sep="\t",
                       header=["tagID", "tagValue"], encoding=UTF8_OR_LATIN1)
     tag_vocab = catalog_vocabulary(tags["tag"], tags_path, 2, "tagID", "tag")

@@ -156,6 +156,9 @@ def _first(mask: np.ndarray) -> int | None:
 
 
 def _ids(values: pd.Series, column: str, where: _Locator) -> tuple[np.ndarray, Vocabulary]:
+    missing = _first(values.isna().to_numpy())
+    if missing is not None:
+        raise where.error(missing, column, "is not an id")
     if values.dtype.kind in "iu":
         array = values.to_numpy(np.int64)
     elif values.dtype.kind == "f":
@@ -166,7 +169,7 @@ def _ids(values: pd.Series, column: str, where: _Locator) -> tuple[np.ndarray, V
         array = numbers.astype(np.int64)
     else:
         text = values.astype(str)
-        bad = _first((values.isna() | (text == "")).to_numpy())
+        bad = _first((text == "").to_numpy())
         if bad is not None:
             raise where.error(bad, column, "is not an id")
         # ints stay ints (so they match MovieLens ids) unless that would change them: "007"
