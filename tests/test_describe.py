@@ -94,3 +94,18 @@ def test_cli_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(DataError, match="unknown dataset"):
         run_download(argparse.Namespace(name="nope", data_dir=str(tmp_path), url=None,
                                         force=False, quiet=True))
+
+
+def test_package_exports_resolve_to_functions() -> None:
+    import importlib
+
+    import recft.data
+
+    for module in ("describe", "download", "registry", "tabular", "transforms"):
+        importlib.import_module(f"recft.data.{module}")  # sets recft.data.<module> on import
+    for name in ("describe", "download", "load", "dataset_names", "default_data_dir",
+                 "read_interactions", "from_pandas", "load_movielens", "load_lastfm",
+                 "binarize", "log1p_weights", "kcore_filter", "deduplicate"):
+        assert callable(getattr(recft.data, name)), name
+    assert "ml-100k" in recft.data.MOVIELENS_RELEASES
+    assert "lastfm-2k" in recft.data.LASTFM_RELEASES
