@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"recft {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, help="one of the commands above"
+    )
     stages: dict[str, list[str]] = {}
     for module_name, stage in COMMAND_MODULES:
         try:
@@ -76,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, sub in subparsers.choices.items():
         _add_common_flags(sub)
     lines = []
+    helps = {a.dest: a.help for a in subparsers._choices_actions}
+    subparsers._choices_actions = []  # listed once, grouped by stage, in the description
     for stage, names in stages.items():
-        helps = {a.dest: a.help for a in subparsers._choices_actions}
         lines.append(f"  {stage}:")
         lines += [f"    {n:<12} {helps.get(n) or ''}" for n in names]
     parser.description = "Fine-tune pretrained torchrec recommenders.\n\ncommands:\n" + "\n".join(lines)

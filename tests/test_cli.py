@@ -1,0 +1,54 @@
+"""The recft command as a whole: help, version, config files, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from recft._version import __version__
+from recft.cli import EXIT_USAGE, main
+
+
+def test_version_and_grouped_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    assert main([]) == EXIT_USAGE
+    help_text = capsys.readouterr().out
+    for stage in ("data:", "pretraining:", "evaluation:"):
+        assert stage in help_text
+    assert "exit codes" in help_text
+
+
+def test_unknown_dataset_is_one_line_error_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "describe", "ml-nope"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "Traceback" not in err
+    assert err.startswith("recft: error:") and "ml-100k" in err  # valid names listed
+
+
+def test_config_file_supplies_flags_and_command_line_wins(tmp_path, capsys) -> None:
+    data = tmp_path / "mine.csv"
+    data.write_text("user_id,item_id\nu1,a\nu1,b\nu2,a\n")
+    config = tmp_path / "describe.yaml"
+    config.write_text("json: true\n")
+    assert main(["data", "describe", str(data), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("{") and '"interactions": 3' in out
+
+
+def test_config_file_with_unknown_key_names_the_file(tmp_path, capsys) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("no_such_flag: 1\n")
+    code = main(["data", "describe", "synthetic", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "bad.yaml" in err and "no_such_flag" in err
+
+
+def test_python_dash_m_recft_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "recft", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
