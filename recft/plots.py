@@ -31,7 +31,7 @@ def plot_data_overview(x: Interactions) -> Any:
     tail.loglog(ranks, popularity, lw=1.5)
     share = np.cumsum(popularity) / max(popularity.sum(), 1)
     head = int(np.searchsorted(share, 0.5)) + 1
-    tail.set(title=f"item popularity ({head} items = 50% of interactions)",
+    tail.set(title=f"item popularity (top {head} hold 50% of interactions)",
              xlabel="item rank", ylabel="interactions")
     per_user = x.user_activity()[x.user_activity() > 0]
     bins = np.unique(np.logspace(0, np.log10(max(per_user.max(), 2)), 30).astype(int))

@@ -21,7 +21,7 @@ def test_overview_popularity_curve_is_sorted_item_counts() -> None:
     fig = plots.plot_data_overview(toy())
     line = fig.axes[0].get_lines()[0]
     assert line.get_ydata().tolist() == [3, 2, 1]
-    assert "2 items = 50%" in fig.axes[0].get_title()
+    assert "top 1 hold 50%" in fig.axes[0].get_title()  # item 1: 3 of 6
 
 
 def test_data_efficiency_draws_one_line_per_strategy_in_fraction_order() -> None:
