@@ -181,8 +181,35 @@ def test_unknown_notebook_parameter_or_kernel_is_refused(tmp_path):
     with pytest.raises(RecftError, match="no Jupyter kernel named 'nope'"):
         run(path, None, tmp_path / "reports", kernel="nope")
     assert not (tmp_path / "reports").exists()
-    assert choose_kernel("not-installed") in ("recft", "python3")
-    assert choose_kernel(None) in ("recft", "python3")
+
+
+def test_kernel_choice_falls_back_to_this_interpreter(monkeypatch, caplog):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = {"python3": "/k/python3", "recft": "/k/recft", "other": "/k/other"}
+    monkeypatch.setattr(KernelSpecManager, "find_kernel_specs", lambda self: dict(installed))
+    assert choose_kernel("other") == "other"
+    assert choose_kernel("missing") == "recft"
+    assert "kernel 'missing' is not installed" in caplog.text
+    del installed["recft"]
+    assert choose_kernel("recft") == "python3"
+    assert choose_kernel(None, "other") == "other"
+
+
+def test_interrupted_run_keeps_its_directory_and_reraises(tmp_path, monkeypatch):
+    import papermill
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupt)
+    path = write_notebook(tmp_path / "p.ipynb", "N = 3\n")
+    with pytest.raises(KeyboardInterrupt):
+        run(path, {"N": 4}, tmp_path / "reports", run_id="stopped", progress=False)
+    record = json.loads((tmp_path / "reports" / "p" / "stopped" / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["parameters"] == {"N": 4}
+    assert (tmp_path / "reports" / "p" / "stopped" / "p.html").is_file()
+    assert "stopped" in (tmp_path / "reports" / "index.html").read_text()
 
 
 def test_resolve_notebook_by_name_prefix_or_path(tmp_path, monkeypatch):

@@ -23,7 +23,8 @@ REMOTE_PAGE = """<!DOCTYPE html><html><head>
 .logo { background: url(data:image/png;base64,AAAA); }</style>
 <script type="module">const m = (await import("https://cdn.example.org/mermaid.mjs"));</script>
 </head><body>
-<p>See <a href="https://example.com/paper">the paper</a>.</p>
+<p>See <a href="https://example.com/paper">the paper</a>; CSS text: url(https://a.b/c).</p>
+<div style="background: url('https://example.com/bg.png')">styled</div>
 <img src="https://example.com/plot.png" alt="remote plot">
 <img src="data:image/png;base64,iVBORw0KGgo=" alt="inline plot">
 <iframe src="http://example.com/embed"></iframe>
@@ -68,18 +69,21 @@ def reports(tmp_path: Path) -> Path:
 def test_external_resources_finds_every_remote_load_but_not_links():
     found = " ".join(external_resources(REMOTE_PAGE))
     for url in ("require.min.js", "fonts.googleapis.com", "favicon.ico", "a.css", "x.woff2",
-                "mermaid.mjs", "plot.png", "example.com/embed"):
+                "mermaid.mjs", "plot.png", "example.com/embed", "bg.png"):
         assert url in found
     assert "example.com/paper" not in found  # a link loads nothing until clicked
+    assert "a.b/c" not in found
 
 
 def test_make_self_contained_strips_remote_loads_and_keeps_local_content():
     page = make_self_contained(REMOTE_PAGE)
     assert external_resources(page) == []
     assert 'src="http' not in page and "src=\"//" not in page
-    assert '<link rel="stylesheet" href="http' not in page and "url(https" not in page
+    assert '<link rel="stylesheet" href="http' not in page and "url(https://fonts" not in page
+    assert 'style="background: none"' in page
     assert '<script src=""' not in page
     assert '<a href="https://example.com/paper">' in page  # links stay
+    assert "CSS text: url(https://a.b/c)." in page  # text about CSS is not CSS
     assert "data:image/png;base64,iVBORw0KGgo=" in page
     assert "url(data:image/png;base64,AAAA)" in page
     assert "var local = 1;" in page and "MathJax.Hub.Config" in page  # inline scripts stay

@@ -20,6 +20,9 @@ _SCRIPT_FETCH = re.compile(
     r"""(?:import\s*\(|from|fetch\s*\()\s*["'`]((?:https?:)?//[^"'`]*)""", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"""@import\s+(url\()?\s*["']?(https?:)?//[^;]*;""", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*["']?(https?:)?//[^)]*\)""", re.IGNORECASE)
+# CSS is only rewritten where a browser reads it, never in the text of a cell.
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.IGNORECASE | re.DOTALL)
+_STYLE_ATTR = re.compile(r"""(\sstyle\s*=\s*)("[^"]*"|'[^']*')""", re.IGNORECASE)
 
 
 def notebook_to_html(notebook: Any) -> str:
@@ -67,8 +70,12 @@ def make_self_contained(page: str) -> str:
     """
     page = _SCRIPT_BLOCK.sub(_script_replacement, page)
     page = _TAG.sub(_tag_replacement, page)
-    page = _CSS_IMPORT.sub("", page)
-    return _CSS_URL.sub("none", page)
+    page = _STYLE_BLOCK.sub(lambda m: m.group(1) + _local_css(m.group(2)) + m.group(3), page)
+    return _STYLE_ATTR.sub(lambda m: m.group(1) + _local_css(m.group(2)), page)
+
+
+def _local_css(css: str) -> str:
+    return _CSS_URL.sub("none", _CSS_IMPORT.sub("", css))
 
 
 def external_resources(page: str) -> list[str]:
@@ -76,10 +83,7 @@ def external_resources(page: str) -> list[str]:
     finder = _ResourceFinder()
     finder.feed(page)
     finder.close()
-    found = finder.found
-    found += [m.group(0) for m in _CSS_IMPORT.finditer(page)]
-    found += [m.group(0) for m in _CSS_URL.finditer(page)]
-    return found
+    return finder.found
 
 
 def _attributes(text: str) -> dict[str, str]:
@@ -125,11 +129,15 @@ class _ResourceFinder(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.found: list[str] = []
         self._script_depth = 0
+        self._style_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name.lower(): value or "" for name, value in attrs}
         if tag == "script":
             self._script_depth += 1
+        if tag == "style":
+            self._style_depth += 1
+        self._check_css(values.get("style", ""))
         if tag == "a":
             return
         url = _is_remote({k: v for k, v in values.items() if k in _LOADING_ATTRS})
@@ -139,7 +147,15 @@ class _ResourceFinder(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "script":
             self._script_depth = max(0, self._script_depth - 1)
+        if tag == "style":
+            self._style_depth = max(0, self._style_depth - 1)
 
     def handle_data(self, data: str) -> None:
         if self._script_depth:
             self.found += [f"<script> {m.group(1)}" for m in _SCRIPT_FETCH.finditer(data)]
+        if self._style_depth:
+            self._check_css(data)
+
+    def _check_css(self, css: str) -> None:
+        self.found += [f"<style> {m.group(0)}" for m in _CSS_IMPORT.finditer(css)]
+        self.found += [f"<style> {m.group(0)}" for m in _CSS_URL.finditer(css)]

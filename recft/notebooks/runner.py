@@ -71,6 +71,9 @@ def run(name_or_path: str | Path, parameters: dict[str, Any] | None = None,
         progress: show papermill's progress bar on stderr.
         update_index: regenerate ``<out>/index.html`` afterwards.
 
+    One run at a time per process: the kernel's settings travel through ``os.environ``
+    and papermill changes the working directory while it executes.
+
     Returns:
         The run's paths, status and recorded metrics.
 
