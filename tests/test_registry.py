@@ -78,7 +78,7 @@ def test_synthetic_names_call_the_generator(monkeypatch: pytest.MonkeyPatch, nam
                                             flavour: str, domain: str) -> None:
     calls = []
 
-    def fake_synthetic(flavour: str, seed: int) -> types.SimpleNamespace:
+    def fake_synthetic(flavour: str, seed: int, size: str = "demo") -> types.SimpleNamespace:
         calls.append((flavour, seed))
         return types.SimpleNamespace(source=f"{flavour}-source", target=f"{flavour}-target")
 
@@ -87,3 +87,13 @@ def test_synthetic_names_call_the_generator(monkeypatch: pytest.MonkeyPatch, nam
     monkeypatch.setitem(sys.modules, "recft.data.synthetic", module)
     assert load(name) == f"{flavour}-{domain}"
     assert calls == [(flavour, 0)]
+
+
+def test_synthetic_names_take_an_optional_size() -> None:
+    from recft.data.registry import load
+
+    tiny = load("synthetic-target:tiny")
+    assert tiny.num_users == 150  # the "tiny" preset's target users
+    assert load("synthetic:tiny").num_users == 300
+    with pytest.raises(DataError, match="size must be one of"):
+        load("synthetic:huge")

@@ -112,8 +112,9 @@ def load(
 
     Args:
         source: a release name (``ml-100k``, ``lastfm-2k``, ... see ``dataset_names()``),
-            a synthetic dataset name, a CSV/TSV/Parquet file, or a folder holding a
-            release's files.
+            a synthetic dataset name with an optional size (``synthetic-target:tiny``;
+            sizes ``tiny``, ``small``, ``demo`` (default), ``large``), a CSV/TSV/Parquet
+            file, or a folder holding a release's files.
         data_dir: the cache root for named releases (default ``default_data_dir()``).
         user, item, rating, timestamp, weight: column names, for files only.
 
@@ -124,7 +125,9 @@ def load(
     """
     columns = {"user": user, "item": item, "rating": rating, "timestamp": timestamp,
                "weight": weight}
-    name = str(source)
+    name, _, size = str(source).partition(":")
+    if size and name not in SYNTHETIC:
+        name = str(source)  # a path may contain ':'
     if name in SYNTHETIC or name in releases():
         given = [k for k, v in columns.items() if v is not None]
         if given:
@@ -133,7 +136,7 @@ def load(
             from recft.data.synthetic import synthetic
 
             flavour, domain = SYNTHETIC[name]
-            return getattr(synthetic(flavour=flavour, seed=0), domain)
+            return getattr(synthetic(flavour=flavour, seed=0, size=size or "demo"), domain)
         return _load_release(name, data_dir=data_dir)
     path = Path(name).expanduser()
     if path.is_dir():
