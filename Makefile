@@ -17,7 +17,6 @@ export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter/config
 export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter/data
 export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
 export MPLCONFIGDIR := $(CURDIR)/.jupyter/matplotlib
-export MPLBACKEND := Agg
 
 .PHONY: setup setup-gpu demo test test-slow test-all lab bench clean-venv
 
