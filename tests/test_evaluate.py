@@ -30,7 +30,7 @@ class DotScorer:
         return self.users[torch.from_numpy(users)] @ self.items.T
 
 
-def random_split(seed: int = 0, num_users: int = 50, num_items: int = 40,
+def skewed_split(seed: int = 0, num_users: int = 50, num_items: int = 40,
                  ) -> tuple[Interactions, Interactions]:
     rng = np.random.default_rng(seed)
     # skewed item choice so popularity, head and tail are meaningful
@@ -41,13 +41,13 @@ def random_split(seed: int = 0, num_users: int = 50, num_items: int = 40,
         chosen = rng.choice(num_items, min(count, num_items), replace=False, p=weights / weights.sum())
         users += [user] * len(chosen)
         items += chosen.tolist()
-    data = Interactions.from_raw(users, items, item_vocab=None)
+    data = Interactions.from_raw(users, items)
     held_out = rng.random(len(data)) < 0.25
     return data.subset(~held_out), data.subset(held_out)
 
 
 def test_chunked_evaluation_equals_direct_metrics() -> None:
-    train, test = random_split()
+    train, test = skewed_split()
     scorer = DotScorer(train.user_vocab_size, train.catalog_size)
     got = evaluate(scorer, test, exclude=train, ks=(5, 10), batch_size=7)
     with torch.no_grad():
@@ -63,25 +63,49 @@ def test_chunked_evaluation_equals_direct_metrics() -> None:
     assert all(history is train for history in scorer.histories)
 
 
-def test_seen_items_are_excluded_even_when_scored_highest() -> None:
-    train, test = random_split(seed=1)
-    seen = torch.from_numpy(train.user_item_sets().toarray())
+def test_default_chunk_keeps_the_score_block_within_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    train, test = skewed_split(seed=6)
+    # `recft.evaluate.evaluate` is the function; the module lives in sys.modules
+    module = sys.modules["recft.evaluate.evaluate"]
+    monkeypatch.setattr(module, "BLOCK_BYTES", 4 * train.catalog_size * 5)  # five float32 rows
+    sizes: list[int] = []
 
-    class Memoriser:
+    class Recorder(DotScorer):
         def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
-            return seen[torch.from_numpy(users)] * 100.0 + torch.rand(len(users), seen.shape[1])
+            sizes.append(len(users))
+            return super().score_users(users, history)
 
-    with_exclusion = evaluate(Memoriser(), test, exclude=train, ks=(5,))
-    # every top-5 slot of a user with >= 5 unseen items is an unseen item
-    assert with_exclusion["exclude_seen"] is True
-    only_history = evaluate(Memoriser(), test, history=train, ks=(5,))
-    assert only_history["exclude_seen"] is False
-    # without exclusion the seen (never relevant) items fill the lists
-    assert only_history["recall@5"] < with_exclusion["recall@5"]
+    scorer = Recorder(train.user_vocab_size, train.catalog_size)
+    chunked = evaluate(scorer, test, exclude=train, ks=(5,))
+    assert max(sizes) == 5 and sum(sizes) == chunked["num_users"]
+    assert chunked == evaluate(scorer, test, exclude=train, ks=(5,), batch_size=1000)
+
+
+def test_seen_items_are_excluded_even_when_scored_highest() -> None:
+    train, test = skewed_split(seed=1)
+    seen = torch.from_numpy(train.user_item_sets().toarray())
+    noise = torch.rand(seen.shape, generator=torch.Generator().manual_seed(1))
+
+    class Scores:
+        def __init__(self, table: torch.Tensor) -> None:
+            self.table = table
+
+        def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+            return self.table[torch.from_numpy(users)]
+
+    memoriser = Scores(seen * 100.0 + noise)  # seen items first, then the noise order
+    excluded = evaluate(memoriser, test, exclude=train, ks=(5,))
+    # once seen items are excluded, boosting them changes nothing
+    assert excluded == evaluate(Scores(noise), test, exclude=train, ks=(5,))
+    assert excluded["exclude_seen"] is True
+    kept = evaluate(memoriser, test, history=train, ks=(5,))
+    assert kept["exclude_seen"] is False
+    # without exclusion the (never relevant) seen items fill the lists
+    assert kept["recall@5"] < excluded["recall@5"]
 
 
 def test_history_defaults_to_exclude_and_never_to_test() -> None:
-    train, test = random_split(seed=2)
+    train, test = skewed_split(seed=2)
     scorer = DotScorer(train.user_vocab_size, train.catalog_size)
     evaluate(scorer, test, ks=(5,))
     assert all(len(history) == 0 for history in scorer.histories)
@@ -91,7 +115,7 @@ def test_history_defaults_to_exclude_and_never_to_test() -> None:
 
 
 def test_bad_inputs_raise_clear_errors() -> None:
-    train, test = random_split(seed=3)
+    train, test = skewed_split(seed=3)
     other = Interactions.from_raw([0, 1], [100, 200])
     scorer = DotScorer(train.user_vocab_size, train.catalog_size)
     with pytest.raises(DataError, match="vocabularies"):
@@ -108,7 +132,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 
 def test_segments_partition_users_and_restrict_relevance_to_head_or_tail() -> None:
-    train, test = random_split(seed=4, num_users=80)
+    train, test = skewed_split(seed=4, num_users=80)
     scorer = DotScorer(train.user_vocab_size, train.catalog_size, seed=4)
     result = evaluate(scorer, test, exclude=train, ks=(10,), segments=True, batch_size=16)
     segments = result["segments"]
@@ -140,7 +164,7 @@ def test_activity_buckets_and_head_items() -> None:
 
 
 def test_module_is_eval_mode_during_scoring_and_restored() -> None:
-    train, test = random_split(seed=5)
+    train, test = skewed_split(seed=5)
 
     class Module(torch.nn.Module):
         def __init__(self) -> None:

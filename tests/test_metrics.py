@@ -89,6 +89,13 @@ def test_excluded_top_item_is_never_a_hit() -> None:
     assert excluded["hit@4"] == 0.0  # excluded slots at -inf never count, even with k = I
     assert excluded["coverage@4"] == pytest.approx(3 / 4)
     assert scores[0, 0] == 5.0  # the caller's tensor is left untouched
+    # a shared, expanded row (one list for every user) cannot be written in place
+    shared = scores.expand(3, -1)
+    got = topk_metrics(shared, [np.array([3]), np.array([0]), np.array([1])],
+                       exclude=[np.array([0]), np.array([], dtype=np.int64), np.array([0, 3])],
+                       ks=(1,))
+    assert got["hit@1"] == pytest.approx(2 / 3)  # items 3 and 0 hit; user 2 gets 2, wants 1
+    assert scores[0, 0] == 5.0
 
 
 def test_users_without_relevant_items_are_skipped() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,7 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
     """Top-``kmax`` items per row after excluding ``exclude``, and their relevance.
 
     Args:
-        scores: (B, I) scores; not modified.
+        scores: (B, I) scores; left as they were on return.
         relevant: (B, I) binary CSR with sorted indices (see ``as_csr``).
         exclude: (B, I) CSR of items never to recommend (seen items), or None.
         kmax: list length; clipped to I.
@@ -78,17 +79,18 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
     num_rows, num_items = scores.shape
     if not scores.is_floating_point():
         scores = scores.float()
-    if torch.isnan(scores).any():
-        raise DataError("scores contain NaN; the model produced an invalid score")
+    depth = min(kmax, num_items)
     if exclude is not None and exclude.nnz:
         coo = exclude.tocoo()
-        rows = torch.from_numpy(coo.row.astype(np.int64)).to(scores.device)
-        cols = torch.from_numpy(coo.col.astype(np.int64)).to(scores.device)
-        # out-of-place: the scorer may hand back a shared or expanded tensor
-        scores = scores.index_put((rows, cols), torch.tensor(float("-inf"), dtype=scores.dtype,
-                                                             device=scores.device))
-    depth = min(kmax, num_items)
-    top_scores, top_items = torch.topk(scores, depth, dim=1)
+        index = (torch.from_numpy(coo.row.astype(np.int64)).to(scores.device),
+                 torch.from_numpy(coo.col.astype(np.int64)).to(scores.device))
+        with _excluded(scores, index) as masked:
+            top_scores, top_items = torch.topk(masked, depth, dim=1)
+    else:
+        top_scores, top_items = torch.topk(scores, depth, dim=1)
+    # topk ranks NaN above everything, so checking the lists finds any NaN that matters
+    if torch.isnan(top_scores).any():
+        raise DataError("scores contain NaN; the model produced an invalid score")
     valid = (top_scores > float("-inf")).cpu().numpy()
     items = top_items.cpu().numpy().astype(np.int64)
     if depth < kmax:
@@ -278,6 +280,28 @@ def normalize_ks(ks: Sequence[int] | int) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _excluded(scores: torch.Tensor,
+              index: tuple[torch.Tensor, torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``scores`` with ``index`` set to -inf, the caller's values restored afterwards.
+
+    Writing in place and restoring saves a (B, I) copy per block, about as costly as the
+    top-k itself; tensors that cannot be written safely (expanded views, autograd leaves)
+    are copied instead.
+    """
+    minus_infinity = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+    inference_outside = scores.is_inference() and not torch.is_inference_mode_enabled()
+    if not scores.is_contiguous() or scores.requires_grad or inference_outside:
+        yield scores.index_put(index, minus_infinity)
+        return
+    saved = scores[index]
+    scores.index_put_(index, minus_infinity)
+    try:
+        yield scores
+    finally:
+        scores.index_put_(index, saved)
+
+
 def _ordered_keys(names: Sequence[str], ks: Sequence[int]) -> list[str]:
     return [f"{name}@{k}" for k in ks for name in names]
 

@@ -164,8 +164,9 @@ class ItemKNN(_Fitted):
         num_items = train.catalog_size
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
         keep = min(self.k, max(num_items - 1, 1))
-        # dense similarity columns are built a block at a time so memory stays bounded
-        block = max(1, _BLOCK_BYTES // (8 * max(num_items, 1)))
+        # dense similarity columns are built a block at a time so memory stays bounded;
+        # about five (I, b) 8-byte arrays are alive at once
+        block = max(1, _BLOCK_BYTES // (5 * 8 * max(num_items, 1)))
         rows, cols, values = [], [], []
         transposed = matrix.T.tocsr()
         for start in range(0, num_items, block):
