@@ -1,0 +1,42 @@
+"""recft.finetune: fine-tune a pretrained two-tower on a target domain, and prove it helps.
+
+Modules:
+    recipe          Recipe and Stage: what trains, in which order, at which LRs; presets
+    freezing        set_trainable: the one place that freezes / unfreezes; TrainableReport
+    optimizers      StageOptimizers: AdamW + RowWiseAdagrad over trainable parameters only
+    vocab_transfer  align_vocabulary: grow tables for new ids, old rows bit-for-bit
+    heads           residual retrieval towers, rating / binary heads, register_head
+    model           FineTunedTwoTower (a TwoTower with heads) and attach_heads
+    adapters        LoRA on tower layers, low-rank deltas on tables; merge_adapters
+    adapter_io      save_adapter / load_adapter: the delta only, checked against its base
+    loop            run_stage: one stage's training loop with early stopping
+    finetune        finetune() -> FineTuneResult (save, save_adapter, scorer)
+    scoring         TargetScorer: evaluate a grown model in the target's ids and catalog
+    compare         compare(): popularity / scratch / zero-shot / frozen / full / adapters
+    scenarios       the synthetic, movies and music comparison presets
+"""
+
+from __future__ import annotations
+
+from recft.finetune.adapter_io import delta_size, load_adapter, save_adapter
+from recft.finetune.adapters import (
+    adapter_state_dict,
+    attach_adapters,
+    merge_adapters,
+)
+from recft.finetune.compare import FRACTIONS, STRATEGIES, compare, subsample
+from recft.finetune.finetune import FineTuneResult, example_weights, finetune
+from recft.finetune.freezing import TrainableReport, set_trainable
+from recft.finetune.heads import Head, HeadBatch, register_head
+from recft.finetune.model import FineTunedTwoTower, attach_heads
+from recft.finetune.recipe import Recipe, Stage
+from recft.finetune.scoring import TargetScorer
+from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
+
+__all__ = [
+    "FRACTIONS", "STRATEGIES", "FineTuneResult", "FineTunedTwoTower", "Head", "HeadBatch",
+    "Recipe", "Stage", "TargetScorer", "TrainableReport", "VocabAlignment", "adapter_state_dict",
+    "align_vocabulary", "attach_adapters", "attach_heads", "compare", "delta_size",
+    "example_weights", "finetune", "load_adapter", "merge_adapters", "register_head",
+    "save_adapter", "set_trainable", "subsample",
+]

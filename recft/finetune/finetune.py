@@ -1,0 +1,248 @@
+"""finetune(): align ids, attach heads/adapters, run the recipe's stages, return the result."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recft.data.interactions import Interactions
+from recft.errors import DataError
+from recft.finetune.adapters import adapter_modules, attach_adapters, merge_adapters
+from recft.finetune.freezing import mark_pretrained
+from recft.finetune.loop import Objective, StageHistory, run_stage
+from recft.finetune.model import attach_heads
+from recft.finetune.recipe import Recipe
+from recft.finetune.scoring import TargetScorer
+from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
+from recft.train.batches import BatchBuilder
+
+
+@dataclass
+class FineTuneResult:
+    """A fine-tuned model and how it got there.
+
+    Attributes:
+        model: the fine-tuned model (in its grown vocabulary; eval mode).
+        recipe: the recipe that was run.
+        stages: per stage: losses, valid metrics per epoch, trainable / total parameters,
+            wall seconds, examples seen.
+        alignment: target ids -> model rows, matched / new counts per side.
+        base: the base checkpoint directory, when known.
+    """
+
+    model: nn.Module
+    recipe: Recipe
+    stages: list[StageHistory]
+    alignment: VocabAlignment
+    base: str | None = None
+    adapters: list[str] = field(default_factory=list)
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(s.wall_seconds for s in self.stages)
+
+    @property
+    def examples_seen(self) -> int:
+        return sum(s.examples_seen for s in self.stages)
+
+    @property
+    def trainable_parameters(self) -> int:
+        """The most scalars any stage could change."""
+        return max((s.trainable_parameters for s in self.stages), default=0)
+
+    def scorer(self) -> TargetScorer:
+        """Scores in the target's own ids and catalog (for ``recft.evaluate``)."""
+        return TargetScorer(self.model, self.alignment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "recipe": self.recipe.to_dict(),
+            "alignment": self.alignment.to_dict(),
+            "stages": [s.to_dict() for s in self.stages],
+            "adapters": self.adapters,
+            "compute": {"wall_seconds": self.wall_seconds, "examples_seen": self.examples_seen,
+                        "trainable_parameters": self.trainable_parameters},
+        }
+
+    def save(self, directory: str | Path, training: dict[str, Any] | None = None) -> Path:
+        """Write a full checkpoint (adapters merged) recording base checkpoint and recipe.
+
+        It loads with ``load_pretrained`` like any checkpoint and serves the new ids.
+        """
+        from recft.models.checkpoint import save_pretrained
+
+        model = self.model
+        if adapter_modules(model):
+            model = merge_adapters(copy.deepcopy(model))
+        record = {"stage": "finetune", **self.to_dict(), **(training or {})}
+        return save_pretrained(model, directory, training=record)
+
+    def save_adapter(self, directory: str | Path) -> Path:
+        """Write only the delta against ``base`` (see ``recft.finetune.adapter_io``)."""
+        from recft.finetune.adapter_io import save_adapter
+
+        if self.base is None:
+            raise DataError("save_adapter needs the base checkpoint directory: pass base= to "
+                            "finetune()")
+        return save_adapter(self.model, directory, self.base, recipe=self.recipe)
+
+
+def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None,
+             valid: Interactions | None = None, *, valid_history: Interactions | None = None,
+             base: str | Path | None = None, progress: bool = True,
+             verbose: bool = False) -> FineTuneResult:
+    """Fine-tune a pretrained model on a target domain, following ``recipe``.
+
+    1. The target's raw ids are aligned with the model's vocabularies; tables grow for
+       new users / items (pretrained rows kept bit-for-bit; new rows per the recipe).
+    2. Heads (``recipe.heads``) and, with ``recipe.use_adapters``, adapters are attached.
+    3. Each stage trains what it names; frozen parameters get neither gradient nor
+       optimizer state. Validation ranks the target's catalog for early stopping.
+
+    Args:
+        model: a pretrained TwoTower (e.g. ``load_pretrained(dir)``); modified in place
+            and returned (heads make it a ``FineTunedTwoTower``) in ``result.model``.
+        train: target training interactions, in the target's own vocabularies.
+        recipe: default ``Recipe.default()`` (frozen -> full).
+        valid: held-out target interactions for per-epoch metrics and early stopping.
+        valid_history: what the model may know about valid users (default ``train``;
+            the split's ``valid_history`` for cold users).
+        base: the base checkpoint directory, recorded in saved checkpoints.
+        progress: tqdm bars; verbose: print each stage's trainable-parameter table.
+
+    Returns:
+        A FineTuneResult; ``result.scorer()`` evaluates in target ids.
+
+    Example::
+
+        model = load_pretrained("runs/base")
+        result = finetune(model, split.train, Recipe.default(), valid=split.valid)
+        evaluate(result.scorer(), split.test, exclude=split.train)
+        result.save("runs/finetuned")
+    """
+    recipe = recipe or Recipe.default()
+    torch.manual_seed(recipe.seed)
+    _unfuse(model)
+    mark_pretrained(model)
+    alignment = align_vocabulary(model, train, init=recipe.new_id_init, seed=recipe.seed,
+                                 user_init=recipe.new_user_init)
+    model = attach_heads(model, _head_specs(recipe, train))
+    wrapped = attach_adapters(model, recipe.adapter_rank, recipe.adapter_targets) \
+        if recipe.use_adapters else []
+    target = alignment.remap(train).replace(weights=example_weights(train, recipe))
+    builder = BatchBuilder.for_model(
+        model, target, batch_size=effective_batch_size(len(target), recipe),
+        num_negatives=recipe.num_negatives, logq_correction=recipe.logq_correction,
+        user_id_dropout=recipe.user_id_dropout,
+    )
+    objective = Objective(recipe, recipe.temperature or model.config.temperature,
+                          train.ratings, implicit=train.feedback == "implicit")
+    validate = None
+    if valid is not None and len(valid):
+        validate = _validator(TargetScorer(model, alignment), valid,
+                              valid_history if valid_history is not None else train, recipe)
+    histories = []
+    offset = 0
+    for stage in recipe.stages:
+        histories.append(run_stage(model, stage, builder, objective, seed=recipe.seed,
+                                   epoch_offset=offset, validate=validate, progress=progress,
+                                   verbose=verbose))
+        offset += stage.epochs
+    model.requires_grad_(True)  # the stages' freezing was theirs, not the model's state
+    return FineTuneResult(model.eval(), recipe, histories, alignment,
+                          None if base is None else str(base), wrapped)
+
+
+def effective_batch_size(examples: int, recipe: Recipe) -> int:
+    """``recipe.batch_size``, shrunk (not below 16) so that an epoch over ``examples`` takes
+    at least ``recipe.min_steps_per_epoch`` steps: at 5% of a small target, one full batch
+    per epoch would leave early stopping nothing to choose between."""
+    smallest = min(16, recipe.batch_size)
+    return max(smallest, min(recipe.batch_size, -(-examples // recipe.min_steps_per_epoch)))
+
+
+def example_weights(train: Interactions, recipe: Recipe) -> np.ndarray | None:
+    """(N,) training weights from the recipe's weighting, mean 1 (None = uniform).
+
+    ``log1p`` damps play counts (a 500-play artist is not 500 times the evidence);
+    ``head_item_downweight`` alpha multiplies by popularity^-alpha so head items do not
+    dominate the gradient.
+    """
+    kind = recipe.sample_weighting
+    weights: np.ndarray | None = None
+    if kind in ("log1p", "rating"):
+        if train.ratings is None:
+            raise DataError(f"sample_weighting={kind!r} needs ratings or play counts; "
+                            f"{train.name or 'the training data'} has none")
+        values = np.maximum(train.ratings.astype(np.float64), 0.0)
+        weights = np.log1p(values) if kind == "log1p" else values
+    elif kind == "weights":
+        weights = train.sample_weights().astype(np.float64)
+    if recipe.head_item_downweight > 0:
+        popularity = np.maximum(train.item_popularity()[train.item_ids], 1).astype(np.float64)
+        factor = popularity ** -recipe.head_item_downweight
+        weights = factor if weights is None else weights * factor
+    if weights is None:
+        return None
+    mean = weights.mean() if len(weights) else 1.0
+    return (weights / (mean if mean > 0 else 1.0)).astype(np.float32)
+
+
+def _head_specs(recipe: Recipe, train: Interactions) -> dict[str, dict[str, Any]]:
+    specs: dict[str, dict[str, Any]] = {}
+    for kind in recipe.heads:
+        spec: dict[str, Any] = {"kind": kind}
+        if kind == "rating":
+            if train.ratings is None:
+                raise DataError("the rating head needs explicit ratings or counts")
+            spec["mean_rating"] = float(train.ratings.mean())
+        specs[kind] = spec
+    return specs
+
+
+def _validator(scorer: TargetScorer, valid: Interactions, history: Interactions,
+               recipe: Recipe):
+    """Per-epoch full-ranking metrics on (a seeded sample of) the valid users."""
+    from recft.evaluate import evaluate
+
+    users = np.unique(valid.user_ids)
+    if recipe.valid_users is not None and len(users) > recipe.valid_users:
+        chosen = np.random.default_rng(recipe.seed).choice(users, recipe.valid_users,
+                                                           replace=False)
+        valid = valid.subset(np.isin(valid.user_ids, chosen))
+    ks = sorted({int(s.early_stopping_metric.split("@")[1]) for s in recipe.stages
+                 if s.early_stopping_metric} or {10})
+
+    def validate() -> dict[str, float]:
+        result = evaluate(scorer, valid, exclude=history, history=history, ks=ks,
+                          metrics=["ndcg", "recall"])
+        return {k: float(v) for k, v in result.items() if "@" in k}
+
+    return validate
+
+
+def _unfuse(model: nn.Module) -> None:
+    """Replace torchrec FusedEmbeddingBagCollections (left by an unfinished pretraining) by
+    plain collections with the same weights: their in-backward optimizer would update
+    tables we mean to freeze."""
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+    from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, FusedEmbeddingBagCollection):
+            device = next(module.parameters()).device
+            plain = EmbeddingBagCollection(module.embedding_bag_configs(),
+                                           device=torch.device("meta")).to_empty(device=device)
+            plain.load_state_dict(module.state_dict())
+            owner, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(owner) if owner else model, attr, plain)
+
+
+__all__ = ["FineTuneResult", "effective_batch_size", "example_weights", "finetune"]
