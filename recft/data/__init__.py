@@ -24,6 +24,15 @@ from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 
+# Bound eagerly (cheap: numpy only): the function shares its module's name, and a lazy
+# lookup never runs once ``import recft.data.synthetic`` has set the attribute to the module.
+from recft.data.synthetic import DomainPair, synthetic
+
+# Same reason: `describe` and `download` are functions named like their modules (stdlib,
+# numpy and pandas imports only).
+from recft.data.describe import describe
+from recft.data.download import download
+
 _LAZY = {
     "load_movielens": "movielens",
     "MOVIELENS_RELEASES": "movielens",
