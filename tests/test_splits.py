@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recft.data import Interactions
-from recft.data.grouping import group_order, positions_within_groups
+from recft.data.grouping import group_order, positions_within_groups, rank_at_least, ratio_counts
 from recft.data.splits import (
     VALID_FORMS,
     Split,
@@ -253,3 +253,36 @@ def test_group_order_matches_lexsort_reference() -> None:
     position, size = positions_within_groups(groups, group_order(groups, keys))
     assert np.array_equal(size, np.bincount(groups)[groups])
     assert all(sorted(position[groups == g]) == list(range((groups == g).sum())) for g in range(30))
+
+
+def test_ratio_counts_and_rank_at_least_on_known_cases() -> None:
+    counts = ratio_counts(np.array([1, 2, 3, 10, 0]), (0.8, 0.1, 0.1))
+    assert counts.tolist() == [[1, 0, 0], [1, 0, 1], [1, 1, 1], [8, 1, 1], [0, 0, 0]]
+    times = np.array([5, 1, 5, 3, 5, 1])  # order by (time, row): rows 1, 5, 3, 0, 2, 4
+    assert rank_at_least(times, 3).tolist() == [True, False, True, False, True, False]
+    assert rank_at_least(times, 4).tolist() == [False, False, True, False, True, False]
+    assert not rank_at_least(times, 6).any() and rank_at_least(times, 0).all()
+
+
+@pytest.mark.realdata
+def test_every_split_on_movielens_100k() -> None:
+    import os
+    from pathlib import Path
+
+    data_dir = os.environ.get("RECFT_DATA_DIR")
+    if not data_dir or not (Path(data_dir) / "ml-100k" / "u.data").is_file():
+        pytest.skip("set RECFT_DATA_DIR to a folder holding ml-100k/u.data")
+    from recft.data import load_movielens
+
+    x = load_movielens("ml-100k", data_dir=data_dir)
+    loo = split(x, "leave-last-out")
+    assert len(loo.test) == len(loo.valid) == 943  # every ml-100k user rated >= 20 movies
+    temporal = split(x, "temporal:0.8,0.1,0.1")
+    assert (len(temporal.train), len(temporal.valid), len(temporal.test)) == (80_000, 10_000,
+                                                                               10_000)
+    assert temporal.train.timestamps.max() <= temporal.test.timestamps.min()
+    random = split(x, "random:0.8,0.1,0.1", seed=0)
+    assert random.test.num_users == random.valid.num_users == 943
+    cold = split(x, "cold-user:0.1,0.1", seed=0)
+    assert not np.isin(cold.test.user_ids, cold.train.user_ids).any()
+    assert cold.test.num_users == round(0.1 * 943)

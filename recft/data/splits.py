@@ -1,4 +1,4 @@
-"""Train/valid/test splits of Interactions: random, temporal, leave-last-out, cold-user, cold-item."""
+"""Train/valid/test splits: random, temporal, leave-last-out, cold-user and cold-item."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from recft.data.grouping import group_order, positions_within_groups
+from recft.data.grouping import group_order, positions_within_groups, rank_at_least, ratio_counts
 from recft.data.interactions import Interactions
 from recft.errors import DataError
 
@@ -143,7 +143,8 @@ class Split:
             "seed": self.seed,
             "kind": self.kind,
             "sizes": {name: (0 if part is None else len(part)) for name, part in parts.items()},
-            "users": {name: (0 if part is None else part.num_users) for name, part in parts.items()},
+            "users": {name: (0 if part is None else part.num_users)
+                      for name, part in parts.items()},
         }
 
 
@@ -183,14 +184,16 @@ def random_split(x: Interactions, ratios: tuple[float, ...] | list[float], seed:
     order = group_order(x.user_ids, rng.integers(0, 2**31, len(x), dtype=np.int64))
     position, _ = positions_within_groups(x.user_ids, order)
     # cut points per user, then per row: one boundary at a time keeps memory at O(N)
-    bounds = np.cumsum(_ratio_counts(x.user_activity(), ratios), axis=1)
+    bounds = np.cumsum(ratio_counts(x.user_activity(), ratios), axis=1)
     part = np.zeros(len(x), dtype=np.int8)
     for boundary in range(len(ratios) - 1):
         part += position >= bounds[x.user_ids, boundary]
     return _from_parts(x, part, len(ratios), spec, seed)
 
 
-def temporal_split(x: Interactions, ratios: tuple[float, ...] | list[float], seed: int = 0) -> Split:
+def temporal_split(
+    x: Interactions, ratios: tuple[float, ...] | list[float], seed: int = 0
+) -> Split:
     """Global time cut: the earliest ``ratios[0]`` of all interactions train, then valid, test.
 
     Rows are ordered by timestamp (ties by row order), so ``max(train) <= min(test)``.
@@ -201,7 +204,7 @@ def temporal_split(x: Interactions, ratios: tuple[float, ...] | list[float], see
     cuts = np.round(np.cumsum(ratios)[:-1] * len(x)).astype(np.int64)
     part = np.zeros(len(x), dtype=np.int8)
     for cut in cuts:
-        part += _at_or_after(timestamps, int(cut))
+        part += rank_at_least(timestamps, int(cut))
     return _from_parts(x, part, len(ratios), str(SplitSpec("temporal", tuple(ratios))), seed)
 
 
@@ -267,7 +270,9 @@ def cold_user_split(
     )
 
 
-def cold_item_split(x: Interactions, share: float, seed: int = 0, valid_share: float = 0.0) -> Split:
+def cold_item_split(
+    x: Interactions, share: float, seed: int = 0, valid_share: float = 0.0
+) -> Split:
     """Hold out a share of the items that occur in ``x``: their interactions go to test only.
 
     With ``valid_share`` another share of items goes to valid. Users keep their other
@@ -288,32 +293,6 @@ def _require_timestamps(x: Interactions, kind: str) -> np.ndarray:
             hint="use --split random:0.8,0.1,0.1 or cold-user/cold-item instead",
         )
     return x.timestamps
-
-
-def _at_or_after(timestamps: np.ndarray, cut: int) -> np.ndarray:
-    """Mask of rows whose rank in (timestamp, row) order is ``>= cut``; O(N), no full sort."""
-    if cut <= 0 or cut >= len(timestamps):
-        return np.full(len(timestamps), cut <= 0)
-    threshold = np.partition(timestamps, cut)[cut]
-    before = timestamps < threshold
-    ties = timestamps == threshold
-    # rows tied at the threshold fall before the cut in row order until the count is met
-    ties_before = ties & (np.cumsum(ties) <= cut - int(before.sum()))
-    return ~(before | ties_before)
-
-
-def _ratio_counts(size: np.ndarray, ratios: tuple[float, ...]) -> np.ndarray:
-    """(G, P) interactions per part for groups of ``size`` (RecBole's rounding rule)."""
-    size = size.astype(np.int64)
-    exact = np.outer(size, ratios)
-    counts = np.floor(exact + 1e-9).astype(np.int64)
-    counts[:, 0] = size - counts[:, 1:].sum(axis=1)
-    for part in range(len(ratios) - 1, 0, -1):
-        # a tiny part gets one interaction while train keeps more than one
-        bump = (counts[:, 0] > 1) & (exact[:, part] > 0) & (counts[:, part] == 0)
-        counts[:, part] += bump
-        counts[:, 0] -= bump
-    return counts
 
 
 def _held_out_groups(ids: np.ndarray, test_share: float, valid_share: float,
