@@ -114,3 +114,12 @@ def test_categorical_feature_gather_is_vectorised_csr_lookup() -> None:
 def test_repr_is_readable() -> None:
     text = repr(small().replace(name="toy"))
     assert "5 interactions" in text and "3 users" in text and "catalog 4" in text
+
+
+def test_entity_features_take_keeps_attribute_dtypes_without_new_rows() -> None:
+    import pandas as pd
+
+    features = EntityFeatures(attributes=pd.DataFrame({"year": [1990, 2001]}))
+    assert features.take(np.array([1, 0])).attributes["year"].dtype == np.int64
+    grown = features.take(np.array([1, -1]))
+    assert grown.attributes["year"].iloc[0] == 2001 and pd.isna(grown.attributes["year"].iloc[1])

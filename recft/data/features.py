@@ -141,7 +141,8 @@ class EntityFeatures:
         attributes = None
         if self.attributes is not None:
             attributes = self.attributes.iloc[np.where(rows < 0, 0, rows)].reset_index(drop=True)
-            attributes.loc[rows < 0, :] = None
+            if (rows < 0).any():  # pandas upcasts ints even for an all-False mask
+                attributes.loc[rows < 0, :] = None
         return EntityFeatures(
             {name: f.take(rows) for name, f in self.categorical.items()}, attributes
         )
