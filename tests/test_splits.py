@@ -286,3 +286,20 @@ def test_every_split_on_movielens_100k() -> None:
     cold = split(x, "cold-user:0.1,0.1", seed=0)
     assert not np.isin(cold.test.user_ids, cold.train.user_ids).any()
     assert cold.test.num_users == round(0.1 * 943)
+
+
+def test_known_interactions_per_part() -> None:
+    from recft.data import Interactions, split
+
+    users = np.repeat(np.arange(40), 10)
+    items = np.tile(np.arange(10), 40)
+    x = Interactions.from_raw(users, items, timestamps=np.arange(400))
+    warm = split(x, "random:0.8,0.1,0.1", seed=1)
+    assert len(warm.known("valid")) == len(warm.train)
+    assert len(warm.known("test")) == len(warm.train) + len(warm.valid)
+    cold = split(x, "cold-user:0.25,0.25", seed=1)
+    known = cold.known("test")
+    parts = (cold.train, cold.valid, cold.test_history, cold.valid_history)
+    assert len(known) == sum(len(p) for p in parts)
+    assert len(cold.known("valid")) == len(cold.train) + len(cold.valid_history)
+    assert set(np.unique(cold.test.user_ids)) <= set(np.unique(known.user_ids))

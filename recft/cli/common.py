@@ -80,25 +80,6 @@ def load_config_defaults(path: str, args: argparse.Namespace) -> dict[str, Any]:
     return defaults
 
 
-def known_interactions(split, part: str = "test"):
-    """What a model may know when ``part`` is evaluated: train (+ valid for test), plus the
-    revealed history of cold users. These items are also excluded from the ranking."""
-    known = split.train
-    if part == "test":
-        if split.valid is not None:
-            known = known.concat(split.valid)
-        if split.kind == "cold-user" and split.test_history is not None:
-            known = known.concat(split.test_history)
-            if split.valid_history is not None and split.valid_history is not split.train:
-                known = known.concat(split.valid_history)
-    elif part == "valid":
-        if split.kind == "cold-user" and split.valid_history is not None:
-            known = known.concat(split.valid_history)
-    else:
-        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
-    return known
-
-
 def print_json(values: object) -> None:
     import json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from recft.cli.common import add_dataset_args, add_split_args, known_interactions, load_dataset, print_json
+from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
 
 BASELINES = ("popularity", "ease", "itemknn")
 
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     target = parts.test if args.part == "test" else parts.valid
     if target is None:
         raise DataError(f"split {args.split!r} has no {args.part} part")
-    known = known_interactions(parts, args.part)
+    known = parts.known(args.part)
     model = _load_model(args, parts.train, interactions)
     metrics = evaluate(model, target, exclude=known, history=known, ks=ks, segments=args.segments,
                        progress=not (args.quiet or args.json))

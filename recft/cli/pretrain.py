@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from recft.cli.common import add_dataset_args, add_split_args, known_interactions, load_dataset, print_json
+from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         resume_dir=out.with_name(out.name + ".resume"),
         progress=not args.quiet,
     )
-    known = known_interactions(parts, "test")
+    known = parts.known("test")
     metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)
     training = {
         "dataset": args.dataset,

@@ -133,6 +133,23 @@ class Split:
     def kind(self) -> str:
         return self.spec.partition(":")[0]
 
+    def known(self, part: str = "test") -> Interactions:
+        """What a model may know when ``part`` is evaluated, also excluded from its ranking:
+        train (plus valid for test), plus the revealed history of cold users."""
+        if part not in ("test", "valid"):
+            raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+        known = self.train
+        cold = self.kind == "cold-user"
+        if part == "valid":
+            return known.concat(self.valid_history) if cold and self.valid_history else known
+        if self.valid is not None:
+            known = known.concat(self.valid)
+        if cold:
+            known = known.concat(self.test_history)
+            if self.valid_history is not None:
+                known = known.concat(self.valid_history)
+        return known
+
     def protocol(self) -> dict[str, Any]:
         """The split's description, stamped next to every number measured on it."""
         parts = {"train": self.train, "valid": self.valid, "test": self.test}
