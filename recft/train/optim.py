@@ -106,10 +106,16 @@ class TrainingOptimizers:
         meta: dict[str, Any] = {}
         for label, optimizer in self._torch_optimizers():
             state = optimizer.state_dict()
+            scalars: dict[str, Any] = {}
             for index, values in state["state"].items():
                 for key, value in values.items():
-                    tensors[f"{label}/{index}/{key}"] = torch.as_tensor(value).clone()
-            meta[label] = state["param_groups"]
+                    if isinstance(value, torch.Tensor):
+                        tensors[f"{label}/{index}/{key}"] = value.detach().clone()
+                    else:
+                        # Python numbers stay Python numbers (SparseAdam's step is an int:
+                        # as a float32 tensor its bias correction would round differently)
+                        scalars[f"{index}/{key}"] = value
+            meta[label] = {"param_groups": state["param_groups"], "scalars": scalars}
         for name, fused in self.fused.items():
             for param, values in fused.fused_optimizer().state_dict()["state"].items():
                 for key, value in values.items():
@@ -119,13 +125,15 @@ class TrainingOptimizers:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore what ``state_tensors`` returned."""
         for label, optimizer in self._torch_optimizers():
-            state: dict[int, dict[str, torch.Tensor]] = {}
+            state: dict[int, dict[str, Any]] = {}
             prefix = f"{label}/"
-            for key, value in tensors.items():
-                if key.startswith(prefix):
-                    index, name = key[len(prefix):].split("/", 1)
-                    state.setdefault(int(index), {})[name] = value
-            optimizer.load_state_dict({"state": state, "param_groups": meta[label]})
+            entries = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            entries.update(meta[label]["scalars"])
+            for key, value in entries.items():
+                index, name = key.split("/", 1)
+                state.setdefault(int(index), {})[name] = value
+            optimizer.load_state_dict({"state": state,
+                                       "param_groups": meta[label]["param_groups"]})
         for name, fused in self.fused.items():
             fused_state: dict[str, dict[str, torch.Tensor]] = {}
             prefix = f"fused/{name}/"

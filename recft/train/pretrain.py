@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -273,9 +274,9 @@ class _Loop:
 
     def _check_compatible(self, meta: dict[str, Any]) -> None:
         where = f"{self.resume_dir}: saved training state"
-        if meta["model_config"] != self.model.config.to_dict():
+        if meta["model_config"] != _as_json(self.model.config.to_dict()):
             raise CheckpointError(f"{where} is for another architecture: {meta['model_config']}")
-        ours = self.settings.to_dict()
+        ours = _as_json(self.settings.to_dict())
         changed = sorted(k for k, v in meta["pretrain_config"].items()
                          if k not in _RESUMABLE_CHANGES and ours.get(k) != v)
         if changed:
@@ -283,6 +284,11 @@ class _Loop:
                                   "use another resume_dir or the same PretrainConfig")
         if meta["data"] != _fingerprint(self.train):
             raise CheckpointError(f"{where} is for other training data ({meta['data']})")
+
+
+def _as_json(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as read back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(values))
 
 
 def _fingerprint(train: Interactions) -> dict[str, int]:
