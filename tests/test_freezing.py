@@ -22,6 +22,15 @@ from recft.train.batches import BatchBuilder
 from recft.train.losses import sampled_softmax_loss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _model(data) -> TwoTower:
     torch.manual_seed(0)
     config = TwoTowerConfig(embedding_dim=8, tower_layers=(16, 12, 8), dropout=0.0)

@@ -14,6 +14,15 @@ from recft.models.inputs import item_features_kjt
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _model(source) -> TwoTower:
     torch.manual_seed(0)
     config = TwoTowerConfig(embedding_dim=8, tower_layers=(16, 8), dropout=0.0)
