@@ -25,8 +25,9 @@ from recft.evaluate.metrics import (
 from recft.evaluate.protocol import Scorer
 from recft.evaluate.segments import head_items, item_segment_block, summarize_segments
 
-BLOCK_BYTES = 128 * 2**20
-"""Budget for one (B, I) float32 score block; its masked copy doubles it to ~256 MB."""
+BLOCK_BYTES = 256 * 2**20
+"""Budget for one (B, I) float32 score block. Seen items are masked in place, so this is
+about the peak; bigger blocks run faster (fewer, larger matmuls and top-k calls)."""
 
 
 def evaluate(
@@ -50,7 +51,7 @@ def evaluate(
         ks: cut-offs.
         history: what the model may know at prediction time; defaults to ``exclude``
             (empty when both are None, so the test set never leaks into the scorer).
-        batch_size: users per scoring call; default keeps a score block near 128 MB.
+        batch_size: users per scoring call; default keeps a score block near 256 MB.
         segments: also report ``"segments"`` by user activity and head / tail items.
         progress: show a tqdm bar over user chunks.
         metrics: names from ``ALL_METRICS``; default all (avg_popularity needs history).
@@ -82,6 +83,8 @@ def evaluate(
     popularity = history.item_popularity() if len(history) else None
     names = resolve_metrics(metrics, popularity is not None)
     ranking = [n for n in names if n in RANKING_METRICS]
+    if segments and not ranking:
+        raise ValueError(f"segments need at least one ranking metric of {RANKING_METRICS}")
     head = head_items(popularity if popularity is not None else np.zeros(catalog)) \
         if segments else None
 

@@ -67,7 +67,7 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
 
     Args:
         scores: (B, I) scores; left as they were on return.
-        relevant: (B, I) binary CSR with sorted indices (see ``as_csr``).
+        relevant: (B, I) binary CSR without duplicates (see ``as_csr``).
         exclude: (B, I) CSR of items never to recommend (seen items), or None.
         kmax: list length; clipped to I.
 
@@ -77,6 +77,10 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
     if scores.dim() != 2:
         raise DataError(f"scores must be 2-D (users x items), got shape {tuple(scores.shape)}")
     num_rows, num_items = scores.shape
+    if relevant.shape != (num_rows, num_items):
+        raise DataError(f"relevant has shape {relevant.shape}, scores {(num_rows, num_items)}")
+    if not relevant.has_sorted_indices:
+        relevant = relevant.sorted_indices()
     if not scores.is_floating_point():
         scores = scores.float()
     depth = min(kmax, num_items)
