@@ -38,6 +38,8 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "evaluate":  # the subpackage itself is callable: recft.evaluate(model, test, ...)
+        return importlib.import_module("recft.evaluate")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

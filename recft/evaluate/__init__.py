@@ -47,20 +47,6 @@ class _CallablePackage(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.__dict__["evaluate"](*args, **kwargs)
 
-    @property
-    def evaluate(self) -> Any:
-        # recft/__init__.py resolves its lazy name with getattr(package, "evaluate") and
-        # caches the result as `recft.evaluate`; handing it the (callable) package keeps
-        # `recft.evaluate.topk_metrics` working whatever was imported first. Everyone
-        # else gets the plain function.
-        if sys._getframe(1).f_globals.get("__name__") == "recft":
-            return self
-        return self.__dict__["evaluate"]
-
-    @evaluate.setter
-    def evaluate(self, value: Any) -> None:
-        self.__dict__["evaluate"] = value
-
 
 sys.modules[__name__].__class__ = _CallablePackage
 # inspect.signature(recft.evaluate) follows __wrapped__ to the function's signature
