@@ -95,7 +95,8 @@ def test_item_features_and_log_q():
     builder = BatchBuilder(x, batch_size=5, max_history=10, item_features={"genres": genres})
     batch = next(builder.batches(0, 0))
     items = batch.item_ids.numpy()
-    expected_genres = [genres.values[genres.offsets[i]:genres.offsets[i + 1]].tolist() for i in items]
+    expected_genres = [genres.values[genres.offsets[i] : genres.offsets[i + 1]].tolist()
+                       for i in items]
     assert _rows(batch.item_features, "genres") == expected_genres
     counts = np.bincount(x.item_ids, minlength=3)
     expected_log_q = np.log(5 * counts[items] / 5)

@@ -40,7 +40,8 @@ def clustered() -> tuple[Interactions, Interactions, Interactions]:
         users += [user] * 7
         items += chosen.tolist()
     num_items = CLUSTERS * ITEMS_PER_CLUSTER
-    genres = CategoricalFeature.from_lists([[f"c{i // ITEMS_PER_CLUSTER}"] for i in range(num_items)])
+    genres = CategoricalFeature.from_lists(
+        [[f"c{i // ITEMS_PER_CLUSTER}"] for i in range(num_items)])
     x = Interactions.from_raw(users, items, timestamps=rng.permutation(len(users)),
                               item_features=EntityFeatures({"genres": genres}))
     part = rng.random(len(x))

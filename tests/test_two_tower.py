@@ -103,7 +103,8 @@ def test_config_round_trip_and_mismatch(data):
                        user_features=data.user_features.categorical)
     rebuilt.load_state_dict(model.state_dict())
     rebuilt.eval()
-    assert torch.equal(rebuilt.score_users(np.arange(5), data), model.score_users(np.arange(5), data))
+    users = np.arange(5)
+    assert torch.equal(rebuilt.score_users(users, data), model.score_users(users, data))
     with pytest.raises(DataError, match="num_items"):
         TwoTower(TwoTowerConfig(num_items=11), data.user_vocab, data.item_vocab)
     with pytest.raises(ConfigError, match="reserved"):

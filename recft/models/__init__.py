@@ -1,9 +1,10 @@
 """recft.models: the TwoTower retrieval model, its inputs, and checkpoints.
 
 Modules:
-    two_tower   TwoTowerConfig, TwoTower (torchrec EBC + MLP towers, score, encode)
-    inputs      UserHistories (CSR) and the KeyedJaggedTensors the towers read
-    checkpoint  save_pretrained / from_pretrained
+    two_tower     TwoTower (torchrec EBC + MLP towers, score, encode)
+    architecture  TwoTowerConfig: architecture and table sizes, checked against the data
+    inputs        UserHistories (CSR) and the KeyedJaggedTensors the towers read
+    checkpoint    save_pretrained / from_pretrained
 
 Heavy imports (torch, torchrec) happen on first use of a name that needs them.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 _LAZY = {
     "TwoTower": "two_tower",
-    "TwoTowerConfig": "two_tower",
+    "TwoTowerConfig": "architecture",
     "UserHistories": "inputs",
 }
 

@@ -1,8 +1,9 @@
 """recft.train: pretraining loop, losses, batches and optimizers.
 
 Modules:
-    pretrain  pretrain(), PretrainConfig, History: the loop with validation, early
-              stopping, determinism and resumable state
+    pretrain  pretrain(): the loop with validation, early stopping, determinism and
+              resumable state
+    settings  PretrainConfig (what to do) and History (what happened)
     batches   Batch, BatchBuilder: interactions -> KeyedJaggedTensor batches, negatives
     losses    sampled softmax (in-batch, logQ), BPR, MSE, BCE
     optim     TrainingOptimizers: fused / sparse table updates, dense optimizers
@@ -16,7 +17,8 @@ from __future__ import annotations
 from recft.train.batches import Batch, BatchBuilder
 from recft.train.losses import bce_loss, bpr_loss, mse_loss, sampled_softmax_loss
 from recft.train.optim import TrainingOptimizers
-from recft.train.pretrain import History, PretrainConfig, pretrain
+from recft.train.pretrain import pretrain
+from recft.train.settings import History, PretrainConfig
 
 __all__ = [
     "Batch",

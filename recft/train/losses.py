@@ -51,24 +51,52 @@ def sampled_softmax_loss(
     Returns:
         Scalar mean (weighted) cross-entropy.
     """
-    logits = user_emb @ item_emb.T / temperature
-    if log_q is not None:
-        logits = logits - log_q.unsqueeze(0)
-    if item_ids is not None:
-        hits = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
-        hits.fill_diagonal_(False)
-        logits = logits.masked_fill(hits, float("-inf"))
+    candidates, offsets = item_emb, log_q
     if extra_negatives is not None:
-        extra = user_emb @ extra_negatives.T / temperature
-        if extra_log_q is not None:
-            extra = extra - extra_log_q.unsqueeze(0)
-        if item_ids is not None and extra_item_ids is not None:
-            extra = extra.masked_fill(
-                item_ids.unsqueeze(1) == extra_item_ids.unsqueeze(0), float("-inf")
-            )
-        logits = torch.cat([logits, extra], dim=1)
+        candidates = torch.cat([item_emb, extra_negatives])
+        if log_q is not None or extra_log_q is not None:
+            zeros = user_emb.new_zeros
+            offsets = torch.cat([log_q if log_q is not None else zeros(len(item_emb)),
+                                 extra_log_q if extra_log_q is not None
+                                 else zeros(len(extra_negatives))])
+    if offsets is None:
+        logits = user_emb @ candidates.T / temperature
+    else:
+        # one fused op: the (B, B + M) logits are the loss's biggest tensor
+        logits = torch.addmm(-offsets.unsqueeze(0), user_emb, candidates.T, alpha=1 / temperature)
+    if item_ids is not None:
+        rows, cols = _accidental_hits(item_ids, extra_item_ids)
+        if len(rows):
+            # in place on addmm's / div's output, which their backward does not need
+            logits.index_put_((rows, cols), logits.new_tensor(float("-inf")))
     targets = torch.arange(len(user_emb), device=user_emb.device)
     return _weighted_mean(F.cross_entropy(logits, targets, reduction="none"), weights)
+
+
+def _accidental_hits(
+    item_ids: torch.Tensor, extra_item_ids: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) of candidates equal to a row's own positive, other than the diagonal.
+
+    Only ids that repeat are compared pairwise, so a batch from a large catalog (few
+    repeats) never builds a (B, B) mask.
+    """
+    sorted_ids, order = item_ids.sort()
+    repeat = sorted_ids[1:] == sorted_ids[:-1]
+    in_group = torch.zeros_like(item_ids, dtype=torch.bool)
+    in_group[1:] |= repeat
+    in_group[:-1] |= repeat
+    members = order[in_group]
+    same = item_ids[members].unsqueeze(1) == item_ids[members].unsqueeze(0)
+    same.fill_diagonal_(False)
+    a, b = same.nonzero(as_tuple=True)
+    rows, cols = members[a], members[b]
+    if extra_item_ids is not None:
+        extra_rows, extra_cols = (item_ids.unsqueeze(1) == extra_item_ids.unsqueeze(0)).nonzero(
+            as_tuple=True)
+        rows = torch.cat([rows, extra_rows])
+        cols = torch.cat([cols, extra_cols + len(item_ids)])
+    return rows, cols
 
 
 def bpr_loss(

@@ -2,91 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from recft.config import ConfigError, ConfigMixin
+from recft.config import ConfigError
 from recft.data.interactions import Interactions
 from recft.errors import CheckpointError, TrainingError
-from recft.models.two_tower import TwoTower, TwoTowerConfig
+from recft.models.architecture import TwoTowerConfig
+from recft.models.two_tower import TwoTower
 from recft.train.batches import Batch, BatchBuilder
 from recft.train.losses import bpr_loss, sampled_softmax_loss
-from recft.train.optim import DENSE_OPTIMIZERS, EMBEDDING_OPTIMIZERS, TrainingOptimizers
+from recft.train.optim import TrainingOptimizers
+from recft.train.settings import History, PretrainConfig
 from recft.train.state import load_training_state, save_training_state, split_prefix
 
-LOSSES = ("softmax", "bpr")
 # fields that may change between a run and its resumption without changing its result
 _RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every"}
-
-
-@dataclass
-class PretrainConfig(ConfigMixin):
-    """How to pretrain: schedule, optimizers, loss, negatives, early stopping, seed.
-
-    Example::
-
-        model, history = pretrain(train, valid=valid,
-                                  pretrain_config=PretrainConfig(epochs=5, seed=1))
-    """
-
-    epochs: int = 30
-    batch_size: int = 512
-    embedding_optimizer: str = "rowwise_adagrad"  # fused in backward; or "sparse_adam", ...
-    embedding_lr: float = 0.05
-    dense_optimizer: str = "adam"  # towers
-    lr: float = 1e-3  # dense layers
-    weight_decay: float = 0.0  # dense layers
-    loss: str = "softmax"  # "softmax" (in-batch + extra negatives) or "bpr"
-    num_negatives: int = 0  # uniform negatives shared by a batch (bpr needs >= 1)
-    logq_correction: bool = True  # subtract log popularity from in-batch logits
-    temperature: float | None = None  # None: the model's config.temperature
-    user_id_dropout: float = 0.0  # share of examples trained without their user id
-    early_stopping_metric: str = "ndcg@10"
-    patience: int = 3  # epochs without improvement before stopping (needs valid)
-    seed: int = 0
-    checkpoint_every: int = 0  # steps between resume checkpoints; 0: end of epochs only
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError("epochs must be >= 1 and batch_size >= 2")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.loss == "bpr" and self.num_negatives < 1:
-            raise ConfigError("loss 'bpr' needs num_negatives >= 1")
-        if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
-            raise ConfigError(f"embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}")
-        if self.dense_optimizer not in DENSE_OPTIMIZERS:
-            raise ConfigError(f"dense_optimizer must be one of {DENSE_OPTIMIZERS}")
-        if "@" not in self.early_stopping_metric:
-            raise ConfigError("early_stopping_metric must look like 'ndcg@10'")
-        if not 0.0 <= self.user_id_dropout <= 1.0:
-            raise ConfigError("user_id_dropout must be in [0, 1]")
-
-
-@dataclass
-class History:
-    """What happened during training, epoch by epoch (JSON-ready through ``to_dict``)."""
-
-    loss: list[float] = field(default_factory=list)  # mean training loss per epoch
-    throughput: list[float] = field(default_factory=list)  # training examples per second
-    epoch_seconds: list[float] = field(default_factory=list)  # training time, no validation
-    valid: list[dict[str, float]] = field(default_factory=list)  # metrics after each epoch
-    best_epoch: int | None = None  # 1-based epoch whose weights were kept
-    best_metric: float | None = None
-    stopped_early: bool = False
-    wall_time: float = 0.0  # seconds, including validation (summed across resumptions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def pretrain(
@@ -118,12 +55,12 @@ def pretrain(
     """
     settings = pretrain_config or PretrainConfig()
     torch.manual_seed(settings.seed)
-    features = {side: (getattr(interactions, f"{side}_features").categorical
-                       if getattr(interactions, f"{side}_features") is not None else None)
-                for side in ("item", "user")}
-    model = TwoTower(config or TwoTowerConfig(), interactions.user_vocab,
-                     interactions.item_vocab, item_features=features["item"],
-                     user_features=features["user"]).to(settings.device)
+    item_features, user_features = interactions.item_features, interactions.user_features
+    model = TwoTower(
+        config or TwoTowerConfig(), interactions.user_vocab, interactions.item_vocab,
+        item_features=item_features.categorical if item_features is not None else None,
+        user_features=user_features.categorical if user_features is not None else None,
+    ).to(settings.device)
     builder = BatchBuilder.for_model(
         model, interactions, batch_size=settings.batch_size,
         num_negatives=settings.num_negatives, logq_correction=settings.logq_correction,
@@ -188,6 +125,8 @@ class _Loop:
             bar.close()
             self.seconds += time.perf_counter() - tick
             self._end_epoch()
+            if progress:
+                tqdm.write(self._summary())
             self.save()
 
     def _train_step(self, batch: Batch) -> float:
@@ -236,6 +175,16 @@ class _Loop:
             self.bad_epochs += 1
             history.stopped_early = self.bad_epochs >= self.settings.patience
 
+    def _summary(self) -> str:
+        history = self.history
+        line = (f"epoch {self.epoch}: loss {history.loss[-1]:.4f}, "
+                f"{history.throughput[-1]:,.0f} examples/s")
+        if history.valid:
+            metric = self.settings.early_stopping_metric
+            line += f", valid {metric} {history.valid[-1][metric]:.4f}"
+            line += " (best)" if history.best_epoch == self.epoch else ""
+        return line
+
     # ------------------------------------------------------------------ resume state
     def save(self) -> None:
         if self.resume_dir is None:
@@ -268,7 +217,8 @@ class _Loop:
         self.best = split_prefix(tensors, "best/") or None
         torch.set_rng_state(tensors["rng/torch"])
         self.epoch, self.step, self.bad_epochs = meta["epoch"], meta["step"], meta["bad_epochs"]
-        self.loss_sum, self.examples, self.seconds = meta["loss_sum"], meta["examples"], meta["seconds"]
+        self.loss_sum, self.examples = meta["loss_sum"], meta["examples"]
+        self.seconds = meta["seconds"]
         self.history = History(**meta["history"])
         self.previous_wall = self.history.wall_time
 

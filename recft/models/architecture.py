@@ -1,0 +1,106 @@
+"""TwoTowerConfig: a TwoTower's architecture, with table sizes checked against the data."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from recft.config import ConfigError, ConfigMixin
+from recft.data.features import CategoricalFeature
+from recft.data.interactions import Interactions
+from recft.data.vocabulary import Vocabulary
+from recft.errors import DataError
+from recft.models.inputs import RESERVED_FEATURES
+
+
+@dataclass
+class TwoTowerConfig(ConfigMixin):
+    """Architecture of a ``TwoTower``; table sizes make a checkpoint's shapes checkable.
+
+    Sizes left as None are filled from the vocabularies and features the model is built
+    with (``TwoTowerConfig.for_data`` does the same from an ``Interactions``).
+
+    Example::
+
+        config = TwoTowerConfig(embedding_dim=32, tower_layers=(64, 32))
+        model = TwoTower(config, train.user_vocab, train.item_vocab)
+    """
+
+    num_users: int | None = None  # rows of the user_id table (= len(user_vocab))
+    num_items: int | None = None  # rows of the item_id table (= len(item_vocab))
+    item_feature_sizes: dict[str, int] = field(default_factory=dict)  # name -> vocab size
+    user_feature_sizes: dict[str, int] = field(default_factory=dict)
+    embedding_dim: int = 64  # every table's width
+    tower_layers: tuple[int, ...] = (128, 64)  # hidden sizes..., output size
+    dropout: float = 0.1  # on tower inputs and hidden activations, training only
+    normalize: bool = True  # L2-normalise tower outputs: scores are cosines / temperature
+    temperature: float = 0.1
+    use_history: bool = True  # mean-pool the user's recent items into the user tower
+    max_history: int = 50  # most recent items pooled per user (training and serving)
+    init_scale: float = 0.1  # tables start uniform in [-init_scale, init_scale]
+
+    def __post_init__(self) -> None:
+        self.tower_layers = tuple(int(size) for size in self.tower_layers)
+        if self.embedding_dim < 1 or not self.tower_layers or min(self.tower_layers) < 1:
+            raise ConfigError("embedding_dim and every tower layer size must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_history < 1:
+            raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
+        for name in (*self.item_feature_sizes, *self.user_feature_sizes):
+            if name in RESERVED_FEATURES:
+                raise ConfigError(f"feature name {name!r} is reserved ({RESERVED_FEATURES})")
+
+    @classmethod
+    def for_data(cls, interactions: Interactions, **overrides: Any) -> TwoTowerConfig:
+        """A config sized for ``interactions``' vocabularies and categorical features."""
+        item, user = interactions.item_features, interactions.user_features
+        sizes = {
+            "num_users": len(interactions.user_vocab),
+            "num_items": len(interactions.item_vocab),
+            "item_feature_sizes": {n: len(f.vocab) for n, f in item.categorical.items()}
+            if item is not None else {},
+            "user_feature_sizes": {n: len(f.vocab) for n, f in user.categorical.items()}
+            if user is not None else {},
+        }
+        return cls(**{**sizes, **overrides})
+
+    @property
+    def output_dim(self) -> int:
+        return self.tower_layers[-1]
+
+
+def sized_config(
+    config: TwoTowerConfig,
+    user_vocab: Vocabulary,
+    item_vocab: Vocabulary,
+    item_features: dict[str, CategoricalFeature],
+    user_features: dict[str, CategoricalFeature],
+) -> TwoTowerConfig:
+    """Fill unset sizes from the data; a size that disagrees with it is an error."""
+    expected = {
+        "num_users": len(user_vocab),
+        "num_items": len(item_vocab),
+        "item_feature_sizes": {n: len(f.vocab) for n, f in item_features.items()},
+        "user_feature_sizes": {n: len(f.vocab) for n, f in user_features.items()},
+    }
+    fill = {}
+    for key, value in expected.items():
+        current = getattr(config, key)
+        if current is None or (isinstance(current, dict) and not current and value):
+            fill[key] = value
+        elif current != value:
+            raise DataError(f"TwoTowerConfig.{key}={current} does not match the data ({value})")
+    for name, feature in item_features.items():
+        feature_size = feature.num_entities
+        if feature_size != len(item_vocab):
+            raise DataError(f"item feature {name!r} has {feature_size} rows, "
+                            f"the item vocabulary {len(item_vocab)}")
+    for name, feature in user_features.items():
+        if feature.num_entities != len(user_vocab):
+            raise DataError(f"user feature {name!r} has {feature.num_entities} rows, "
+                            f"the user vocabulary {len(user_vocab)}")
+    return dataclasses.replace(config, **fill) if fill else config

@@ -1,0 +1,74 @@
+"""PretrainConfig and History: what a pretraining run is asked to do, and what it did."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from recft.config import ConfigError, ConfigMixin
+from recft.train.optim import DENSE_OPTIMIZERS, EMBEDDING_OPTIMIZERS
+
+LOSSES = ("softmax", "bpr")
+
+
+@dataclass
+class PretrainConfig(ConfigMixin):
+    """How to pretrain: schedule, optimizers, loss, negatives, early stopping, seed.
+
+    Example::
+
+        model, history = pretrain(train, valid=valid,
+                                  pretrain_config=PretrainConfig(epochs=5, seed=1))
+    """
+
+    epochs: int = 30
+    batch_size: int = 512
+    embedding_optimizer: str = "rowwise_adagrad"  # fused in backward; or "sparse_adam", ...
+    embedding_lr: float = 0.05
+    dense_optimizer: str = "adam"  # towers
+    lr: float = 1e-3  # dense layers
+    weight_decay: float = 0.0  # dense layers
+    loss: str = "softmax"  # "softmax" (in-batch + extra negatives) or "bpr"
+    num_negatives: int = 0  # uniform negatives shared by a batch (bpr needs >= 1)
+    logq_correction: bool = True  # subtract log popularity from in-batch logits
+    temperature: float | None = None  # None: the model's config.temperature
+    user_id_dropout: float = 0.0  # share of examples trained without their user id
+    early_stopping_metric: str = "ndcg@10"
+    patience: int = 3  # epochs without improvement before stopping (needs valid)
+    seed: int = 0
+    checkpoint_every: int = 0  # steps between resume checkpoints; 0: end of epochs only
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError("epochs must be >= 1 and batch_size >= 2")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss == "bpr" and self.num_negatives < 1:
+            raise ConfigError("loss 'bpr' needs num_negatives >= 1")
+        if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
+            raise ConfigError(f"embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}")
+        if self.dense_optimizer not in DENSE_OPTIMIZERS:
+            raise ConfigError(f"dense_optimizer must be one of {DENSE_OPTIMIZERS}")
+        if "@" not in self.early_stopping_metric:
+            raise ConfigError("early_stopping_metric must look like 'ndcg@10'")
+        if not 0.0 <= self.user_id_dropout <= 1.0:
+            raise ConfigError("user_id_dropout must be in [0, 1]")
+
+
+@dataclass
+class History:
+    """What happened during training, epoch by epoch (JSON-ready through ``to_dict``)."""
+
+    loss: list[float] = field(default_factory=list)  # mean training loss per epoch
+    throughput: list[float] = field(default_factory=list)  # training examples per second
+    epoch_seconds: list[float] = field(default_factory=list)  # training time, no validation
+    valid: list[dict[str, float]] = field(default_factory=list)  # metrics after each epoch
+    best_epoch: int | None = None  # 1-based epoch whose weights were kept
+    best_metric: float | None = None
+    stopped_early: bool = False
+    wall_time: float = 0.0  # seconds, including validation (summed across resumptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
