@@ -51,6 +51,7 @@ def test_compare_rows_for_every_strategy_and_fraction(synthetic_pair, tmp_path) 
     save_pretrained(TwoTower(config, source.user_vocab, source.item_vocab,
                              item_features=source.item_features.categorical), base)
     recipes = default_recipes()
+    recipes["adapters"].adapter_rank = 2  # the toy model is 8 wide: rank 8 would be full rank
     for recipe in recipes.values():
         recipe.batch_size = 256
         for stage in recipe.stages:

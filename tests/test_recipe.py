@@ -64,7 +64,7 @@ def test_invalid_recipe_values_list_valid_options() -> None:
     with pytest.raises(ConfigError, match="sampled_softmax"):
         Recipe.default(loss="hinge")
     with pytest.raises(ConfigError, match="num_negatives"):
-        Recipe.default(loss="bpr")
+        Recipe.default(loss="bpr", num_negatives=0)
     with pytest.raises(ConfigError, match="rating"):
         Recipe.default(loss="mse")
     with pytest.raises(ConfigError, match="use_adapters"):

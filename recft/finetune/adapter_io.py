@@ -16,7 +16,12 @@ from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import CheckpointError
 from recft.finetune.adapters import LowRankEmbeddingBag, adapter_modules, attach_adapters
-from recft.finetune.freezing import first_new_rows, mark_pretrained, pretrained_names
+from recft.finetune.freezing import (
+    ADAPTER_MARK,
+    first_new_rows,
+    mark_pretrained,
+    pretrained_names,
+)
 from recft.finetune.model import attach_heads
 from recft.finetune.recipe import Recipe
 from recft.finetune.vocab_transfer import align_vocabulary
@@ -27,6 +32,7 @@ ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FEATURES_STEM = "item_features"
 FORMAT = "recft-adapter"
+_INDEX = "@index"  # suffix of the row indices of a sparsely stored table tensor
 FORMAT_VERSION = 1
 
 
@@ -35,7 +41,8 @@ def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path, 
     """Write the delta of a fine-tuned model against the checkpoint at ``base_dir``.
 
     ``adapter.safetensors`` holds the adapter factors (``*.lora_*``), the parameters of
-    attached heads, and the rows appended to tables for new ids (``<table>@new_rows``).
+    attached heads, and the rows appended to tables for new ids (``<table>@new_rows``);
+    table-shaped tensors keep only their non-zero rows (``<key>@index`` lists them).
     ``adapter_config.json`` holds the adapter layout, the heads, the new raw ids, and the
     base checkpoint's path and sha256 of its weights, checked when loading.
 
@@ -49,12 +56,14 @@ def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path, 
     pretrained = pretrained_names(model)
     tensors: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():
-        if name not in pretrained:  # adapters and heads
+        if name.endswith(f"{ADAPTER_MARK}rows"):
+            tensors.update(_sparse_rows(name, param.detach(), 0))
+        elif name not in pretrained:  # adapters and heads
             tensors[name] = param.detach().cpu().contiguous().clone()
     grown = first_new_rows(model)
     params = dict(model.named_parameters())
     for name, first in grown.items():
-        tensors[f"{name}@new_rows"] = params[name].detach()[first:].cpu().contiguous().clone()
+        tensors.update(_sparse_rows(f"{name}@new_rows", params[name].detach(), first))
     modules = {name: ("table" if isinstance(m, LowRankEmbeddingBag) else "linear")
                for name, m in adapter_modules(model).items()}
     first_module = next(iter(adapter_modules(model).values()), None)
@@ -124,14 +133,24 @@ def load_adapter(base_dir: str | Path, adapter_dir: str | Path, *, merge: bool =
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, value in tensors.items():
-            name, _, suffix = key.partition("@")
+            if key.endswith(_INDEX):
+                continue
+            name = key.partition("@")[0]
             if name not in params:
                 raise CheckpointError(f"{adapter_dir}: tensor {key!r} has no place in the model")
-            target = params[name][-len(value):] if suffix == "new_rows" else params[name]
+            target = params[name]
+            if f"{key}{_INDEX}" in tensors:
+                index = tensors[f"{key}{_INDEX}"]
+                if len(index) and int(index.max()) >= len(target):
+                    raise CheckpointError(f"{adapter_dir}: rows of {key!r} exceed the table")
+                target = target[index]  # a copy: written back below
             if tuple(target.shape) != tuple(value.shape):
                 raise CheckpointError(f"{adapter_dir}: tensor {key!r} has shape "
                                       f"{tuple(value.shape)}, the model {tuple(target.shape)}")
-            target.copy_(value)
+            if f"{key}{_INDEX}" in tensors:
+                params[name][tensors[f"{key}{_INDEX}"]] = value
+            else:
+                params[name].copy_(value)
     if merge:
         merge_adapters(model)
     return model.eval()
@@ -142,6 +161,15 @@ def delta_size(base_dir: str | Path, adapter_dir: str | Path) -> dict[str, Any]:
     base = (Path(base_dir) / "model.safetensors").stat().st_size
     delta = (Path(adapter_dir) / ADAPTER_WEIGHTS).stat().st_size
     return {"base_bytes": base, "adapter_bytes": delta, "ratio": delta / base}
+
+
+def _sparse_rows(key: str, table: torch.Tensor, first: int) -> dict[str, torch.Tensor]:
+    """Rows >= ``first`` of a table that are not all zero, with their row indices: a new
+    user who never trained, or a low-rank row factor never looked up, costs nothing."""
+    rows = table[first:]
+    keep = torch.nonzero(rows.abs().sum(dim=1) != 0).flatten()
+    return {key: rows[keep].cpu().contiguous().clone(),
+            f"{key}{_INDEX}": (keep + first).to(torch.int64).cpu()}
 
 
 def _new_ids(model: nn.Module, base_dir: Path) -> dict[str, list[Any]]:

@@ -41,7 +41,8 @@ class StageHistory:
             unfreezing); ``total_parameters``: all scalars of the model.
         groups: per parameter group ``{"trainable", "total"}`` at the stage's widest.
         examples_seen: training examples processed; ``wall_seconds`` includes validation.
-        best_epoch: 1-based epoch whose weights were kept (with ``restore_best``).
+        best_epoch: 1-based epoch whose weights were kept (with ``restore_best``); 0 when
+            no epoch beat the weights the stage started from.
     """
 
     name: str
@@ -54,7 +55,8 @@ class StageHistory:
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     examples_seen: int = 0
     wall_seconds: float = 0.0
-    best_epoch: int | None = None
+    initial_valid: dict[str, float] | None = None  # before the first epoch
+    best_epoch: int | None = None  # 0: the starting weights were never beaten
     best_metric: float | None = None
     stopped_early: bool = False
 
@@ -122,8 +124,9 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     Frozen parameters get no gradient and no optimizer state (``set_trainable``). With
     ``gradual_unfreeze_every`` the stage starts with the new parts and unfreezes one more
     pretrained group (top of the towers first, tables last) every that many epochs. With
-    ``early_stopping_metric`` and ``validate``, training stops after ``patience`` epochs
-    without improvement and the best epoch's weights are restored.
+    ``early_stopping_metric`` and ``validate``, the starting weights are validated first,
+    training stops after ``patience`` epochs without improvement, and the best weights
+    seen (possibly the starting ones) are restored.
 
     Args:
         epoch_offset: added to the epoch index for batch order, so stages differ.
@@ -143,6 +146,15 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     optimizers = StageOptimizers(model, report.trainable_names, stage)
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
+    metric = stage.early_stopping_metric if validate is not None else None
+    if metric is not None:
+        # the weights the stage starts from are a candidate too: on a small target an
+        # epoch can make things worse, and then the stage should change nothing
+        history.initial_valid = validate()
+        _check_metric(metric, history.initial_valid)
+        history.best_metric, history.best_epoch = history.initial_valid[metric], 0
+        if stage.restore_best:
+            best_state = _snapshot(model)
     try:
         for epoch in range(stage.epochs):
             if stage.gradual_unfreeze_every and epoch and epoch % stage.gradual_unfreeze_every == 0 \
@@ -162,16 +174,13 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
                 continue
             metrics = validate()
             history.valid.append(metrics)
-            metric = stage.early_stopping_metric
             if metric is None:
                 continue
-            if metric not in metrics:
-                raise TrainingError(f"early_stopping_metric {metric!r} is not among the "
-                                    f"validation metrics {sorted(metrics)}")
-            if history.best_metric is None or metrics[metric] > history.best_metric:
+            _check_metric(metric, metrics)
+            if metrics[metric] > history.best_metric:
                 history.best_metric, history.best_epoch, bad_epochs = metrics[metric], epoch + 1, 0
                 if stage.restore_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_state = _snapshot(model)
             else:
                 bad_epochs += 1
                 if bad_epochs >= stage.patience:
@@ -186,6 +195,16 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     history.groups = widest.to_dict()["groups"]
     history.wall_seconds = time.perf_counter() - started
     return history
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _check_metric(metric: str, metrics: dict[str, float]) -> None:
+    if metric not in metrics:
+        raise TrainingError(f"early_stopping_metric {metric!r} is not among the validation "
+                            f"metrics {sorted(metrics)}")
 
 
 def _train_epoch(model: nn.Module, builder: BatchBuilder, objective: Objective,
