@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from recft.data.splits import split
 from recft.errors import DataError
 from recft.finetune.compare import COMPARISON_NAME, STRATEGIES, compare, default_recipes, subsample
+from recft.finetune.scenarios import SCENARIOS, TARGET_SHARE, cohort_split
 from recft.models.checkpoint import save_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 
@@ -80,3 +82,31 @@ def test_compare_rows_for_every_strategy_and_fraction(synthetic_pair, tmp_path) 
     assert saved["protocol"]["fraction_unit"] == "training interactions"
     with pytest.raises(DataError, match="strategies"):
         compare(base, target, strategies=["finetune"], log=None)
+
+
+def test_cohort_split_makes_target_users_new_with_a_shared_catalog(synthetic_pair) -> None:
+    data = synthetic_pair.source
+    source, target = cohort_split(data, 0.25, seed=0)
+    assert len(source) + len(target) == len(data)
+    assert set(source.user_vocab.ids).isdisjoint(target.user_vocab.ids)
+    assert len(target.user_vocab) == round(0.25 * data.num_users)
+    assert source.item_vocab is data.item_vocab is target.item_vocab
+    raw = set(zip(data.user_vocab.decode(data.user_ids), data.item_ids))
+    assert set(zip(target.user_vocab.decode(target.user_ids), target.item_ids)) <= raw
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["movies", "movies-temporal", "music"])
+def test_real_data_scenarios(name: str) -> None:
+    data_dir = os.environ.get("RECFT_DATA_DIR")
+    if not data_dir:
+        pytest.skip("RECFT_DATA_DIR is not set (folder holding ml-latest-small, lastfm-2k)")
+    scenario = SCENARIOS[name](data_dir=data_dir, seed=0)
+    assert set(scenario.source.user_vocab.ids).isdisjoint(scenario.target.user_vocab.ids)
+    assert scenario.source.item_vocab is scenario.target.item_vocab
+    share = len(scenario.target.user_vocab) / (len(scenario.target.user_vocab)
+                                               + len(scenario.source.user_vocab))
+    assert share == pytest.approx(TARGET_SHARE, abs=0.02)
+    if name == "movies-temporal":
+        parts = split(scenario.target, scenario.split_spec)
+        assert scenario.source.timestamps.max() < parts.test.timestamps.min()

@@ -136,7 +136,8 @@ def _run(strategy: str, source: str | Path | nn.Module, base_dir: Path | None,
                                      user_init=recipes["frozen+full"].new_user_init)
         return TargetScorer(model.eval(), alignment), {"wall_seconds": 0.0, "examples_seen": 0,
                                                        "trainable_parameters": 0}
-    model = _scratch(source, train) if strategy == "scratch" else _fresh(source)
+    seed = recipes[strategy].seed
+    model = _scratch(source, train, seed) if strategy == "scratch" else _fresh(source)
     result = finetune(model, train, recipes[strategy], valid=parts.valid,
                       valid_history=valid_history, base=base_dir, progress=progress)
     compute: dict[str, Any] = {"wall_seconds": result.wall_seconds,
@@ -173,7 +174,7 @@ def _fresh(source: str | Path | nn.Module) -> nn.Module:
     return load_pretrained(source)
 
 
-def _scratch(source: str | Path | nn.Module, train: Interactions) -> nn.Module:
+def _scratch(source: str | Path | nn.Module, train: Interactions, seed: int) -> nn.Module:
     """The base architecture, randomly initialised, sized for the target's vocabularies."""
     from recft.models.two_tower import TwoTower, TwoTowerConfig
 
@@ -186,7 +187,7 @@ def _scratch(source: str | Path | nn.Module, train: Interactions) -> nn.Module:
     # the same feature tables as the base (a target-only feature would change the model)
     item = {n: f for n, f in (features["item"] or {}).items() if n in base.item_features}
     user = {n: f for n, f in (features["user"] or {}).items() if n in base.user_features}
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return TwoTower(TwoTowerConfig(**values), train.user_vocab, train.item_vocab,
                     item_features=item or None, user_features=user or None)
 

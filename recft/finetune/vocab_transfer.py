@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+import pandas as pd
 import torch
 from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
@@ -18,6 +18,7 @@ from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 from recft.finetune.freezing import mark_pretrained, record_new_rows
+from recft.finetune.new_rows import new_rows
 from recft.finetune.recipe import NEW_ID_INITS
 from recft.models.inputs import ITEM_HISTORY, ITEM_ID, USER_ID
 
@@ -110,7 +111,10 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
     for name, feature in model_features.items():
         grown_features[name] = _grow_feature(feature, target_features.get(name), target,
                                              item_vocab, old_items)
-        counts[f"feature:{name}"] = {"matched": len(feature.vocab),
+        theirs = target_features.get(name)
+        shared = 0 if theirs is None else int(
+            (feature.vocab.encode(theirs.vocab.ids, unknown="mark") >= 0).sum())
+        counts[f"feature:{name}"] = {"matched": shared,
                                      "new": len(grown_features[name].vocab) - len(feature.vocab)}
     for name in sorted(set(target_features) - set(model_features)):
         counts[f"feature:{name}"] = {"matched": 0, "new": 0, "ignored": 1}
@@ -146,7 +150,7 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
             inits[config.name] = new_rows(
                 weight, count, strategy,
                 generator=generator,
-                features=(model_features, grown_features, old_items) if item_side else None,
+                features=grown_features if item_side else None,
             )
         prefix = f"{owner}." if owner else ""
         grown = grow_collection(ebc, new_sizes, inits)
@@ -154,6 +158,9 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
         for table, old_rows in ((c.name, c.num_embeddings) for c in ebc.embedding_bag_configs()
                                 if c.name in new_sizes):
             record_new_rows(model, f"{prefix}{attr}.embedding_bags.{table}.weight", old_rows)
+    attributes = getattr(model, "item_attributes", None)
+    if attributes is not None:
+        model.item_attributes = _grow_attributes(attributes, target, item_vocab, old_items)
     model.user_vocab, model.item_vocab = user_vocab, item_vocab
     if model_features:
         model.item_features = grown_features
@@ -202,58 +209,6 @@ def grow_collection(ebc: EmbeddingBagCollection, sizes: Mapping[str, int],
     return grown.train(ebc.training)
 
 
-def new_rows(weight: torch.Tensor, count: int, init: str, *,
-             generator: torch.Generator | None = None,
-             features: tuple[dict[str, CategoricalFeature], dict[str, CategoricalFeature],
-                             int] | None = None) -> torch.Tensor:
-    """(count, dim) initial rows for ids a table has not seen.
-
-    Args:
-        weight: (rows, dim) the pretrained table.
-        init: ``zeros``; ``mean`` of the pretrained rows; ``random`` normal with the
-            pretrained rows' per-dimension std; ``feature_mean``: for a new item, the mean
-            of pretrained item rows sharing any of its feature values (genre, tag, artist),
-            averaged over its values, falling back to ``mean`` without shared values.
-        features: ``(old features, grown features, old item count)`` for ``feature_mean``.
-    """
-    dim = weight.shape[1]
-    mean = weight.mean(dim=0) if weight.shape[0] else torch.zeros(dim, dtype=weight.dtype)
-    if init == "zeros" or count == 0:
-        return torch.zeros(count, dim, dtype=weight.dtype)
-    if init == "mean":
-        return mean.expand(count, dim).clone()
-    if init == "random":
-        std = weight.std(dim=0) if weight.shape[0] > 1 else torch.ones(dim, dtype=weight.dtype)
-        noise = torch.randn(count, dim, generator=generator, dtype=weight.dtype)
-        return noise * std
-    if init != "feature_mean":
-        raise DataError(f"new-row init must be one of {NEW_ID_INITS}, got {init!r}")
-    if not features or not features[1]:
-        return mean.expand(count, dim).clone()
-    _, grown, old_items = features
-    sums = torch.zeros(count, dim, dtype=torch.float64)
-    hits = torch.zeros(count, dtype=torch.float64)
-    table = weight.double()
-    for feature in grown.values():
-        # items x values incidence, old (pretrained) and new rows separately
-        matrix = _incidence(feature)
-        old, fresh = matrix[:old_items], matrix[old_items:old_items + count]
-        per_value = old.sum(axis=0).A1
-        value_means = (old.T @ table.numpy()) / np.maximum(per_value, 1)[:, None]
-        usable = sp.csr_matrix(fresh.multiply(per_value[None, :] > 0))
-        sums += torch.from_numpy(usable @ value_means)
-        hits += torch.from_numpy(usable.sum(axis=1).A1.astype(np.float64))
-    rows = sums / hits.clamp(min=1)[:, None]
-    rows[hits == 0] = mean.double()
-    return rows.to(weight.dtype)
-
-
-def _incidence(feature: CategoricalFeature) -> sp.csr_matrix:
-    data = np.ones(len(feature.values), dtype=np.float64)
-    return sp.csr_matrix((data, feature.values, feature.offsets),
-                         shape=(feature.num_entities, len(feature.vocab)))
-
-
 def _grow_feature(feature: CategoricalFeature, target_feature: CategoricalFeature | None,
                   target: Interactions, item_vocab: Vocabulary,
                   old_items: int) -> CategoricalFeature:
@@ -277,6 +232,21 @@ def _grow_feature(feature: CategoricalFeature, target_feature: CategoricalFeatur
     return CategoricalFeature(offsets.astype(np.int64),
                               np.concatenate([feature.values, values]).astype(np.int64),
                               vocab, merged_weights)
+
+
+def _grow_attributes(attributes: pd.DataFrame, target: Interactions, item_vocab: Vocabulary,
+                     old_items: int) -> pd.DataFrame:
+    """Display attributes (titles...) for the grown catalog: new items take the target's."""
+    new_ids = item_vocab.ids[old_items:]
+    if len(new_ids) == 0:
+        return attributes
+    theirs = target.item_features.attributes if target.item_features is not None else None
+    if theirs is not None:
+        rows = theirs.iloc[target.item_vocab.encode(new_ids)].reset_index(drop=True)
+        added = rows.reindex(columns=attributes.columns)
+    else:
+        added = pd.DataFrame(index=range(len(new_ids)), columns=attributes.columns)
+    return pd.concat([attributes.reset_index(drop=True), added], ignore_index=True)
 
 
 def _shared(old: Vocabulary, side: str, target: Interactions) -> int:
