@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
                         choices=list(SCENARIOS))
-    parser.add_argument("--out", default="reports/compare", help="output root")
+    parser.add_argument("--out", default="benchmarks/results/compare", help="output root")
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=list(STRATEGIES))

@@ -5,6 +5,7 @@ Modules:
     freezing        set_trainable: the one place that freezes / unfreezes; TrainableReport
     optimizers      StageOptimizers: AdamW + RowWiseAdagrad over trainable parameters only
     vocab_transfer  align_vocabulary: grow tables for new ids, old rows bit-for-bit
+    new_rows        initial rows for new ids: zeros / mean / feature_mean / random
     heads           residual retrieval towers, rating / binary heads, register_head
     model           FineTunedTwoTower (a TwoTower with heads) and attach_heads
     adapters        LoRA on tower layers, low-rank deltas on tables; merge_adapters
@@ -13,6 +14,7 @@ Modules:
     finetune        finetune() -> FineTuneResult (save, save_adapter, scorer)
     scoring         TargetScorer: evaluate a grown model in the target's ids and catalog
     compare         compare(): popularity / scratch / zero-shot / frozen / full / adapters
+    comparison_table  markdown tables of compare() rows
     scenarios       the synthetic, movies and music comparison presets
 """
 
@@ -25,18 +27,21 @@ from recft.finetune.adapters import (
     merge_adapters,
 )
 from recft.finetune.compare import FRACTIONS, STRATEGIES, compare, subsample
+from recft.finetune.comparison_table import comparison_markdown
 from recft.finetune.finetune import FineTuneResult, example_weights, finetune
 from recft.finetune.freezing import TrainableReport, set_trainable
 from recft.finetune.heads import Head, HeadBatch, register_head
 from recft.finetune.model import FineTunedTwoTower, attach_heads
 from recft.finetune.recipe import Recipe, Stage
+from recft.finetune.scenarios import SCENARIOS, Scenario, cohort_split
 from recft.finetune.scoring import TargetScorer
 from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
 
 __all__ = [
     "FRACTIONS", "STRATEGIES", "FineTuneResult", "FineTunedTwoTower", "Head", "HeadBatch",
-    "Recipe", "Stage", "TargetScorer", "TrainableReport", "VocabAlignment", "adapter_state_dict",
-    "align_vocabulary", "attach_adapters", "attach_heads", "compare", "delta_size",
+    "Recipe", "SCENARIOS", "Scenario", "Stage", "TargetScorer", "TrainableReport", "VocabAlignment", "adapter_state_dict",
+    "align_vocabulary", "attach_adapters", "attach_heads", "cohort_split", "compare",
+    "comparison_markdown", "delta_size",
     "example_weights", "finetune", "load_adapter", "merge_adapters", "register_head",
     "save_adapter", "set_trainable", "subsample",
 ]

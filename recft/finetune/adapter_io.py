@@ -1,4 +1,4 @@
-"""Save only a fine-tuning delta (adapters, heads, new rows) and load it onto its base checkpoint."""
+"""Save a fine-tuning delta (adapters, heads, new rows) alone; load it onto its base."""
 
 from __future__ import annotations
 

@@ -144,7 +144,8 @@ def _run(strategy: str, source: str | Path | nn.Module, base_dir: Path | None,
                                "examples_seen": result.examples_seen,
                                "trainable_parameters": result.trainable_parameters,
                                "total_parameters": max(s.total_parameters for s in result.stages),
-                               "stages": {s.name: {"epochs": len(s.loss), "best_epoch": s.best_epoch}
+                               "stages": {s.name: {"epochs": len(s.loss),
+                                                   "best_epoch": s.best_epoch}
                                           for s in result.stages}}
     if strategy == "adapters" and base_dir is not None:
         from recft.finetune.adapter_io import delta_size

@@ -121,7 +121,8 @@ def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
         trainable: ``"all"``, ``"new"`` (not in the pretrained record), ``"adapters"``
             (adapters plus other new parts; needs attached adapters), or fnmatch patterns.
         freeze_tower_layers: with ``"new"``, False also trains pretrained non-table layers.
-        train_only_new_rows: tables that were grown also train (the caller masks old rows).
+        train_only_new_rows: grown tables train (the caller masks their pretrained rows);
+            other pretrained tables are frozen whatever ``trainable`` says.
     """
     names = [n for n, _ in model.named_parameters()]
     pretrained = pretrained_names(model)
@@ -147,7 +148,8 @@ def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
         raise TrainingError(f"trainable must be one of ('new', 'all', 'adapters') or a list "
                             f"of patterns, got {trainable!r}")
     if train_only_new_rows:
-        chosen |= {n for n in names if n in grown}
+        # pretrained tables train only through their appended rows (masked by the caller)
+        chosen = (chosen - (tables & pretrained)) | set(grown)
     return chosen
 
 
@@ -158,9 +160,10 @@ def set_trainable(model: nn.Module, trainable: str | list[str] | set[str], *,
 
     Frozen parameters get ``requires_grad=False``, and every parameter loses any fused
     in-backward optimizer left by pretraining, so no gradient and no optimizer can touch a
-    frozen one: it stays bit-for-bit identical. With ``train_only_new_rows`` a grown table trains under a
-    gradient mask that zeroes its pretrained rows (safe with RowWiseAdagrad / Adam without
-    weight decay, whose update for an all-zero gradient history is exactly zero).
+    frozen one: it stays bit-for-bit identical. With ``train_only_new_rows`` a grown table
+    trains under a gradient mask that zeroes its pretrained rows (safe with RowWiseAdagrad
+    and Adam without weight decay, whose update for an all-zero gradient history is
+    exactly zero); pretrained tables that did not grow stay frozen.
 
     Args:
         trainable: keyword or patterns (see ``resolve_trainable``), or an explicit name set.

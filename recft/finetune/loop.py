@@ -157,8 +157,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
             best_state = _snapshot(model)
     try:
         for epoch in range(stage.epochs):
-            if stage.gradual_unfreeze_every and epoch and epoch % stage.gradual_unfreeze_every == 0 \
-                    and released < len(groups):
+            every = stage.gradual_unfreeze_every
+            if every and epoch and epoch % every == 0 and released < len(groups):
                 active |= set(groups[released])
                 released += 1
                 report = set_trainable(model, active, verbose=verbose, **options)

@@ -44,7 +44,8 @@ class Stage(ConfigMixin):
     )
     pretrained_lr_scale: float = field(
         default=1.0,
-        metadata={"help": "discriminative LRs: pretrained parameters train at LR x this"},
+        metadata={"help": "discriminative LRs: pretrained parameters (grown tables included) "
+                  "train at LR x this"},
     )
     weight_decay: float = field(
         default=0.0, metadata={"help": "decoupled decay on trainable dense weights only"}
