@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate
     from recft.models import TwoTowerConfig
+    from recft.protocol import training_record
     from recft.train import PretrainConfig, pretrain
 
     started = time.time()
@@ -53,30 +55,23 @@ def _run(args: argparse.Namespace) -> int:
     model_config = TwoTowerConfig.for_data(parts.train, **model_overrides)
     train_config = PretrainConfig(seed=args.seed, **train_overrides)
     out = Path(args.out)
+    resume_dir = out.with_name(out.name + ".resume")
     model, history = pretrain(
         parts.train,
         model_config,
         valid=parts.valid,
         pretrain_config=train_config,
-        resume_dir=out.with_name(out.name + ".resume"),
+        resume_dir=resume_dir,
         progress=not args.quiet,
     )
     known = parts.known("test")
     metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)
-    training = {
-        "dataset": args.dataset,
-        "split": parts.protocol(),
-        "seed": args.seed,
-        "protocol": {"ranking": "full", "exclude_seen": True, "relevance": "every interaction",
-                     "evaluated_on": "test"},
-        "metrics": {k: v for k, v in metrics.items() if k != "segments"},
-        "segments": metrics.get("segments"),
-        "pretrain_config": train_config.to_dict(),
-        "history": history.to_dict(),
-        "wall_seconds": round(time.time() - started, 2),
-    }
+    training = training_record(args.dataset, parts, metrics, config=train_config, history=history,
+                               wall_time_s=round(time.time() - started, 2))
     model.save_pretrained(out, training=training)
-    summary = {"checkpoint": str(out), **training["metrics"], "wall_seconds": training["wall_seconds"]}
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the checkpoint supersedes the resume state
+    summary = {"checkpoint": str(out), "protocol": training["protocol"], "metrics": training["metrics"],
+               "wall_time_s": training["wall_time_s"]}
     print_json(summary)
     return 0
 
