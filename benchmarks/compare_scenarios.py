@@ -18,13 +18,10 @@ from pathlib import Path
 import torch
 
 from recft.errors import DataError
-from recft.finetune.compare import FRACTIONS, STRATEGIES, compare, default_recipes
+from recft.finetune.compare import FRACTIONS, STRATEGIES
 from recft.finetune.comparison_table import comparison_markdown
+from recft.finetune.scenario_run import run_scenario
 from recft.finetune.scenarios import REAL_DATA, SCENARIOS, Scenario
-from recft.io import atomic_write_text
-from recft.models.checkpoint import save_pretrained
-from recft.models.two_tower import TwoTowerConfig
-from recft.train.pretrain import PretrainConfig, pretrain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,32 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(scenario: Scenario, out: Path, args: argparse.Namespace) -> None:
-    print(f"[{scenario.name}] {scenario.description}")
-    print(f"  source {scenario.source}\n  target {scenario.target}")
     started = time.perf_counter()
-    config = TwoTowerConfig(embedding_dim=args.embedding_dim,
-                            tower_layers=(2 * args.embedding_dim, args.embedding_dim))
-    # id dropout teaches the user tower to work from history alone: target users are new
-    settings = PretrainConfig(epochs=args.pretrain_epochs, batch_size=512, user_id_dropout=0.5,
-                              seed=args.seed)
-    model, history = pretrain(scenario.source, config, pretrain_config=settings,
-                              progress=False)
-    base = save_pretrained(model, out / "base", training={
-        "stage": "pretrain", "dataset": scenario.source.name, "seed": args.seed,
-        "pretrain": settings.to_dict(), "history": history.to_dict()})
-    print(f"  pretrained in {time.perf_counter() - started:.0f} s, loss "
-          f"{history.loss[0]:.3f} -> {history.loss[-1]:.3f}")
-    recipes = default_recipes(args.seed)
-    for recipe in recipes.values():
-        for key, value in scenario.recipe_overrides.items():
-            setattr(recipe, key, value)
-    rows = compare(base, scenario.target, scenario.split_spec, seed=args.seed,
-                   fractions=args.fractions, strategies=args.strategies, out=out,
-                   recipes=recipes)
-    table = comparison_markdown(rows)
-    atomic_write_text(out / "comparison.md", f"# {scenario.name}\n\n{scenario.description}\n\n"
-                      f"Source: {scenario.source}\n\nTarget: {scenario.target}\n\n{table}")
-    print(table)
+    rows = run_scenario(scenario, out, seed=args.seed, fractions=args.fractions,
+                        strategies=args.strategies, pretrain_epochs=args.pretrain_epochs,
+                        embedding_dim=args.embedding_dim)
+    print(comparison_markdown(rows))
     print(f"  total {time.perf_counter() - started:.0f} s; wrote {out}/comparison.json, .md")
 
 
