@@ -17,6 +17,7 @@ from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 from recft.models.architecture import TwoTowerConfig, sized_config
+from recft.models.checkpoint import PretrainedMixin
 from recft.models.inputs import (
     ITEM_HISTORY,
     ITEM_ID,
@@ -39,7 +40,7 @@ def _tower(in_size: int, layers: tuple[int, ...], dropout: float) -> nn.Sequenti
     return nn.Sequential(*modules)
 
 
-class TwoTower(nn.Module):
+class TwoTower(PretrainedMixin, nn.Module):
     """User tower (id + mean-pooled recent items + user features) and item tower (id + item
     features), each an MLP over pooled torchrec embedding bags.
 
@@ -76,6 +77,8 @@ class TwoTower(nn.Module):
                                     self.user_features)
         self.user_vocab = user_vocab
         self.item_vocab = item_vocab
+        # display columns (title, year, artist) aligned to item rows; saved with checkpoints
+        self.item_attributes: Any = None
         config = self.config
         dim = config.embedding_dim
 
