@@ -127,3 +127,19 @@ def test_negatives_ids_dropout_and_determinism():
     assert not torch.equal(other_epoch.item_ids, first[0].item_ids)
     moved = batch.to("cpu")
     assert len(moved) == 100 and torch.equal(moved.user_ids, batch.user_ids)
+
+
+def test_history_dropout_hides_a_subset_of_each_history():
+    rng = np.random.default_rng(1)
+    x = Interactions.from_raw(rng.integers(0, 10, 500), rng.integers(0, 60, 500),
+                              timestamps=np.arange(500))
+    full = BatchBuilder(x, batch_size=500, max_history=30)
+    half = BatchBuilder(x, batch_size=500, max_history=30, history_dropout=0.5)
+    everything = BatchBuilder(x, batch_size=500, max_history=30, history_dropout=1.0)
+    complete = _rows(next(full.batches(0, 0)).item_features, ITEM_HISTORY)
+    partial = _rows(next(half.batches(0, 0)).item_features, ITEM_HISTORY)
+    for whole, kept in zip(complete, partial):
+        assert set(kept) <= set(whole)
+    kept_share = sum(map(len, partial)) / sum(map(len, complete))
+    assert 0.4 < kept_share < 0.6
+    assert next(everything.batches(0, 0)).item_features[ITEM_HISTORY].values().numel() == 0

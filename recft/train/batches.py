@@ -88,6 +88,7 @@ class BatchBuilder:
         num_negatives: int = 0,
         logq_correction: bool = True,
         user_id_dropout: float = 0.0,
+        history_dropout: float = 0.0,
     ) -> None:
         if len(train) == 0:
             raise DataError(f"{train.name or 'training data'} has no interactions")
@@ -102,6 +103,7 @@ class BatchBuilder:
         self.num_negatives = num_negatives
         self.logq_correction = logq_correction
         self.user_id_dropout = user_id_dropout
+        self.history_dropout = history_dropout
         self.catalog_size = train.catalog_size
         self.histories = UserHistories.from_interactions(train)
         popularity = train.item_popularity().astype(np.float64)
@@ -147,6 +149,8 @@ class BatchBuilder:
                 users, self.max_history,
                 drop_position=self.histories.position[examples], drop_item=items,
             )
+            if self.history_dropout > 0:
+                history = _drop_items(history, self.history_dropout, rng)
         id_rows = users
         if self.user_id_dropout > 0:
             # train the id-less path that serves users known only by their history
@@ -169,3 +173,14 @@ class BatchBuilder:
                 uniform = math.log(self.num_negatives / self.catalog_size)
                 batch.negative_log_q = torch.full((self.num_negatives,), uniform)
         return batch
+
+
+def _drop_items(
+    history: tuple[np.ndarray, np.ndarray], rate: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each history item independently left out with probability ``rate``: the user tower
+    learns from partial histories, as a cold user's or a denoising autoencoder's input."""
+    lengths, values = history
+    keep = rng.random(len(values)) >= rate
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    return np.bincount(rows[keep], minlength=len(lengths)).astype(np.int64), values[keep]

@@ -64,7 +64,7 @@ def pretrain(
     builder = BatchBuilder.for_model(
         model, interactions, batch_size=settings.batch_size,
         num_negatives=settings.num_negatives, logq_correction=settings.logq_correction,
-        user_id_dropout=settings.user_id_dropout,
+        user_id_dropout=settings.user_id_dropout, history_dropout=settings.history_dropout,
     )
     optimizers = TrainingOptimizers(model, settings.embedding_optimizer, settings.embedding_lr,
                                     settings.dense_optimizer, settings.lr, settings.weight_decay)

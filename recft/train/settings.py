@@ -34,6 +34,7 @@ class PretrainConfig(ConfigMixin):
     logq_correction: bool = True  # subtract log popularity from in-batch logits
     temperature: float | None = None  # None: the model's config.temperature
     user_id_dropout: float = 0.0  # share of examples trained without their user id
+    history_dropout: float = 0.0  # share of history items hidden from each example
     early_stopping_metric: str = "ndcg@10"
     patience: int = 3  # epochs without improvement before stopping (needs valid)
     seed: int = 0
@@ -53,8 +54,9 @@ class PretrainConfig(ConfigMixin):
             raise ConfigError(f"dense_optimizer must be one of {DENSE_OPTIMIZERS}")
         if "@" not in self.early_stopping_metric:
             raise ConfigError("early_stopping_metric must look like 'ndcg@10'")
-        if not 0.0 <= self.user_id_dropout <= 1.0:
-            raise ConfigError("user_id_dropout must be in [0, 1]")
+        for name in ("user_id_dropout", "history_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
