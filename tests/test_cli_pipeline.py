@@ -60,8 +60,8 @@ def test_compare_writes_rows_for_every_strategy_and_fraction(base: Path) -> None
     assert main(["compare", "--checkpoint", str(base), "--dataset", "synthetic-target:tiny",
                  "--fractions", "0.5,1.0", "--strategies", "popularity,zero-shot,frozen",
                  "--out", str(out), "-q"]) == 0
-    payload = json.loads((out / "comparison.json").read_text())
-    rows = payload["rows"] if isinstance(payload, dict) else payload
+    rows = json.loads((out / "comparison.json").read_text())
+    assert isinstance(rows, list)
     assert {(r["strategy"], r["fraction"]) for r in rows} == {
         (s, f) for s in ("popularity", "zero-shot", "frozen") for f in (0.5, 1.0)}
     for row in rows:

@@ -11,7 +11,7 @@ import torch
 
 from recft.data.splits import split
 from recft.errors import DataError
-from recft.finetune.compare import COMPARISON_NAME, STRATEGIES, compare, default_recipes, subsample
+from recft.finetune.compare import COMPARISON_NAME, PROTOCOL_NAME, STRATEGIES, compare, default_recipes, subsample
 from recft.finetune.scenarios import SCENARIOS, TARGET_SHARE, cohort_split
 from recft.models.checkpoint import save_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig
@@ -78,8 +78,9 @@ def test_compare_rows_for_every_strategy_and_fraction(synthetic_pair, tmp_path) 
     assert adapters["trainable_parameters"] < full["trainable_parameters"]
     assert adapters["delta"]["adapter_bytes"] > 0
     saved = json.loads((tmp_path / "cmp" / COMPARISON_NAME).read_text())
-    assert saved["rows"] == json.loads(json.dumps(rows))
-    assert saved["protocol"]["fraction_unit"] == "training interactions"
+    assert saved == json.loads(json.dumps(rows))
+    protocol = json.loads((tmp_path / "cmp" / PROTOCOL_NAME).read_text())
+    assert protocol["fraction_unit"] == "training interactions"
     with pytest.raises(DataError, match="strategies"):
         compare(base, target, strategies=["finetune"], log=None)
 

@@ -26,7 +26,8 @@ from recft.io import atomic_write_text
 
 STRATEGIES = ("popularity", "scratch", "zero-shot", "frozen", "frozen+full", "adapters")
 FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
-COMPARISON_NAME = "comparison.json"
+COMPARISON_NAME = "comparison.json"  # the list of rows, as the issue and README specify
+PROTOCOL_NAME = "comparison_protocol.json"  # split, fractions, recipes, base
 
 
 def default_recipes(seed: int = 0) -> dict[str, Recipe]:
@@ -74,7 +75,8 @@ def compare(checkpoint_or_model: str | Path | nn.Module, target: Interactions,
         target: the target domain in its own vocabularies.
         split_spec: e.g. ``"random:0.8,0.1,0.1"`` or ``"cold-user:0.2,0.1"``, or a Split.
         strategies: subset of ``STRATEGIES``.
-        out: directory for ``comparison.json`` (protocol + rows), or None.
+        out: directory for ``comparison.json`` (the rows) and ``comparison_protocol.json``
+            (split, fractions, recipes, base), or None.
         recipes: override ``default_recipes()`` per strategy.
 
     Returns:
@@ -107,15 +109,16 @@ def compare(checkpoint_or_model: str | Path | nn.Module, target: Interactions,
                     f"{metrics[f'ndcg@{ks[0]}']:.4f}  trainable="
                     f"{compute['trainable_parameters']:,}  {compute['wall_seconds']:.1f}s")
     if out is not None:
-        record = {"protocol": {**parts.protocol(), "fractions": list(fractions),
-                               "fraction_unit": "training interactions",
-                               "ranking": "full target catalog, training items excluded",
-                               "recipes": {k: v.to_dict() for k, v in recipes.items()},
-                               "base": None if base_dir is None else str(base_dir)},
-                  "rows": rows}
+        protocol = {**parts.protocol(), "fractions": list(fractions),
+                    "fraction_unit": "training interactions",
+                    "ranking": "full target catalog, training items excluded",
+                    "recipes": {k: v.to_dict() for k, v in recipes.items()},
+                    "base": None if base_dir is None else str(base_dir)}
         Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / PROTOCOL_NAME,
+                          json.dumps(protocol, indent=2, default=_json_default) + "\n")
         atomic_write_text(Path(out) / COMPARISON_NAME,
-                          json.dumps(record, indent=2, default=_json_default) + "\n")
+                          json.dumps(rows, indent=2, default=_json_default) + "\n")
     return rows
 
 

@@ -42,7 +42,7 @@ def run_scenario(scenario: Scenario, out: str | Path, *, seed: int = 0,
                  ) -> list[dict[str, Any]]:
     """Pretrain (unless ``base`` is given) and compare every strategy at every fraction.
 
-    Writes ``<out>/base/`` (the checkpoint), ``<out>/comparison.json`` (protocol + rows)
+    Writes ``<out>/base/`` (the checkpoint), ``<out>/comparison.json`` (rows), ``comparison_protocol.json``
     and ``<out>/comparison.md`` (strategies x fractions with compute).
     """
     out = Path(out)
