@@ -20,8 +20,7 @@ from recft.data.splits import Split, split
 from recft.errors import DataError
 from recft.finetune.finetune import finetune
 from recft.finetune.recipe import Recipe
-from recft.finetune.scoring import TargetScorer
-from recft.finetune.vocab_transfer import align_vocabulary
+from recft.finetune.scoring import zero_shot
 from recft.io import atomic_write_text
 
 STRATEGIES = ("popularity", "scratch", "zero-shot", "frozen", "frozen+full", "adapters")
@@ -134,11 +133,9 @@ def _run(strategy: str, source: str | Path | nn.Module, base_dir: Path | None,
         return model, {"wall_seconds": time.perf_counter() - started, "examples_seen": len(train),
                        "trainable_parameters": 0}
     if strategy == "zero-shot":
-        model = _fresh(source)
-        alignment = align_vocabulary(model, train, init=recipes["frozen+full"].new_id_init,
-                                     user_init=recipes["frozen+full"].new_user_init)
-        return TargetScorer(model.eval(), alignment), {"wall_seconds": 0.0, "examples_seen": 0,
-                                                       "trainable_parameters": 0}
+        scorer = zero_shot(_fresh(source), train, init=recipes["frozen+full"].new_id_init,
+                           user_init=recipes["frozen+full"].new_user_init)
+        return scorer, {"wall_seconds": 0.0, "examples_seen": 0, "trainable_parameters": 0}
     seed = recipes[strategy].seed
     model = _scratch(source, train, seed) if strategy == "scratch" else _fresh(source)
     result = finetune(model, train, recipes[strategy], valid=parts.valid,

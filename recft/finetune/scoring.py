@@ -50,3 +50,17 @@ class TargetScorer:
 
     def __repr__(self) -> str:
         return f"TargetScorer({type(self.model).__name__}, catalog={len(self._item_index):,})"
+
+
+def zero_shot(model: nn.Module, target: Interactions, init: str = "feature_mean",
+              user_init: str = "zeros") -> TargetScorer:
+    """The pretrained model, untouched, scoring the target domain.
+
+    Tables grow for the target's new ids (initialised by ``init`` / ``user_init``; new
+    users start at zeros, so they are represented by their history alone), then nothing
+    trains. This is the "zero-shot" row of every comparison.
+    """
+    from recft.finetune.vocab_transfer import align_vocabulary
+
+    alignment = align_vocabulary(model, target, init=init, user_init=user_init)
+    return TargetScorer(model.eval(), alignment)
