@@ -1,0 +1,137 @@
+"""A TwoTower's user tower over plain tensors, for TorchScript export without recft or torchrec."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recft.models.inputs import ITEM_ID, USER_ID
+
+INPUTS = [
+    {"name": "user_rows", "dtype": "int64", "shape": ["B"],
+     "description": "row of each user in users.json; -1 for a user the model does not know"},
+    {"name": "history", "dtype": "int64", "shape": ["B", "L"],
+     "description": "item rows (items.json) of each user's history, oldest first, padded "
+                    "with -1 on the right; entries < 0 are ignored; the most recent "
+                    "max_history valid entries are pooled"},
+    {"name": "lengths", "dtype": "int64", "shape": ["B"],
+     "description": "valid entries per history row (positions >= length are ignored)"},
+]
+OUTPUT = {"name": "user_embeddings", "dtype": "float32", "shape": ["B", "D"],
+          "description": "user embeddings; score = user_embeddings @ item_embeddings.T "
+                         "/ temperature (the faiss index ranks by the inner product)"}
+
+
+def _bag_offsets(counts: torch.Tensor) -> torch.Tensor:
+    """(B + 1,) offsets [0, c0, c0 + c1, ...], the layout torchrec's bags use."""
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, dim=0)])
+
+
+class FeatureBag(nn.Module):
+    """One user feature: each known user's value list pooled (mean) from its table."""
+
+    def __init__(self, weight: torch.Tensor, offsets: np.ndarray, values: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.int64))
+        self.register_buffer("values", torch.as_tensor(values, dtype=torch.int64))
+
+    def forward(self, user_rows: torch.Tensor) -> torch.Tensor:
+        known = user_rows >= 0
+        safe = torch.where(known, user_rows, torch.zeros_like(user_rows))
+        counts = torch.where(known, self.offsets[safe + 1] - self.offsets[safe],
+                             torch.zeros_like(user_rows))
+        run_starts = torch.cumsum(counts, dim=0) - counts
+        index = torch.repeat_interleave(self.offsets[safe] - run_starts, counts) + \
+            torch.arange(int(counts.sum()), dtype=torch.int64)
+        return F.embedding_bag(self.values[index], self.weight, _bag_offsets(counts),
+                               mode="mean", include_last_offset=True)
+
+
+class UserTowerOutput(nn.Module):
+    """The tower MLP, plus the residual delta a fine-tuned model adds (if any)."""
+
+    def __init__(self, tower: nn.Module, delta: nn.Module | None) -> None:
+        super().__init__()
+        self.tower = tower
+        self.has_delta = delta is not None
+        self.delta = delta if delta is not None else nn.Identity()
+
+    def forward(self, base: torch.Tensor) -> torch.Tensor:
+        output = self.tower(base)
+        if self.has_delta:
+            output = output + self.delta(base)
+        return output
+
+
+class ExportedUserTower(nn.Module):
+    """``(user_rows (B,), history (B, L), lengths (B,)) -> (B, D)`` user embeddings.
+
+    Computes what ``TwoTower.encode_users`` computes (same pooling kernel, same layers), with
+    the tables copied out of the torchrec collections, so the scripted module needs only
+    torch. Inputs are described by ``INPUTS``.
+
+    Example::
+
+        tower = torch.jit.script(ExportedUserTower.from_model(model))
+        embeddings = tower(torch.tensor([0, -1]), torch.tensor([[3, 5], [7, -1]]),
+                           torch.tensor([2, 1]))
+    """
+
+    def __init__(self, user_table: torch.Tensor, item_table: torch.Tensor,
+                 features: list[FeatureBag], output: UserTowerOutput, use_history: bool,
+                 max_history: int, normalize: bool) -> None:
+        super().__init__()
+        self.register_buffer("user_table", user_table.detach().clone())
+        self.register_buffer("item_table", item_table.detach().clone())
+        self.features = nn.ModuleList(features)
+        self.output = output
+        self.use_history = use_history
+        self.max_history = max_history
+        self.normalize = normalize
+
+    @classmethod
+    def from_model(cls, model: Any) -> ExportedUserTower:
+        """Copy a (fine-tuned) TwoTower's user side; LoRA adapters are merged first."""
+        model = copy.deepcopy(model).cpu().eval()
+        if any(hasattr(m, "delta_weight") for m in model.modules()):
+            from recft.finetune.adapters import merge_adapters
+
+            model = merge_adapters(model)
+        user_tables = model.user_ebc.embedding_bags
+        features = []
+        for name in model.config.user_feature_sizes:
+            feature = model.user_features[name]
+            features.append(FeatureBag(user_tables[name].weight, feature.offsets, feature.values))
+        residual = getattr(model, "residual_towers", None)
+        output = UserTowerOutput(model.user_tower,
+                                 residual.user if residual is not None else None)
+        config = model.config
+        return cls(user_tables[USER_ID].weight, model.item_ebc.embedding_bags[ITEM_ID].weight,
+                   features, output, config.use_history, config.max_history, config.normalize)
+
+    def forward(self, user_rows: torch.Tensor, history: torch.Tensor,
+                lengths: torch.Tensor) -> torch.Tensor:
+        known = user_rows >= 0
+        blocks = [F.embedding_bag(user_rows[known], self.user_table, _bag_offsets(known.long()),
+                                  mode="mean", include_last_offset=True)]
+        if self.use_history:
+            positions = torch.arange(history.shape[1], dtype=torch.int64).unsqueeze(0)
+            valid = (history >= 0) & (positions < lengths.unsqueeze(1))
+            # keep each row's most recent max_history valid entries (rows are oldest first)
+            seen_from_end = valid.long().flip([1]).cumsum(1).flip([1])
+            keep = valid & (seen_from_end <= self.max_history)
+            blocks.append(F.embedding_bag(history[keep], self.item_table,
+                                          _bag_offsets(keep.long().sum(1)), mode="mean",
+                                          include_last_offset=True))
+        for feature in self.features:
+            blocks.append(feature(user_rows))
+        output = self.output(torch.cat(blocks, dim=1))
+        if self.normalize:
+            output = F.normalize(output, dim=-1)
+        return output
