@@ -103,13 +103,10 @@ def _compare(args: argparse.Namespace) -> int:
     strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
     if args.scenario:
         from recft.finetune.scenario_run import run_scenario
-        from recft.finetune.scenarios import SCENARIOS
+        from recft.finetune.scenarios import make_scenario
 
-        if args.scenario not in SCENARIOS:
-            raise DataError(f"unknown scenario {args.scenario!r}; valid: {', '.join(SCENARIOS)}")
-        scenario = (SCENARIOS["synthetic"](seed=args.seed, size=args.size)
-                    if args.scenario == "synthetic"
-                    else SCENARIOS[args.scenario](data_dir=args.data_dir, seed=args.seed))
+        scenario = make_scenario(args.scenario, data_dir=args.data_dir, seed=args.seed,
+                                 size=args.size)
         rows = run_scenario(scenario, args.out, seed=args.seed, fractions=fractions,
                             strategies=strategies, pretrain_epochs=args.pretrain_epochs,
                             progress=not args.quiet, log=None if args.quiet else print)

@@ -199,3 +199,14 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def load_comparison(directory: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(rows, protocol)`` of a comparison written by ``compare(..., out=directory)``."""
+    directory = Path(directory)
+    try:
+        rows = json.loads((directory / COMPARISON_NAME).read_text())
+        protocol = json.loads((directory / PROTOCOL_NAME).read_text())
+    except FileNotFoundError as error:
+        raise DataError(f"no comparison in {directory}: {Path(error.filename).name} missing") from None
+    return rows, protocol

@@ -127,3 +127,13 @@ def _own_users(data: Interactions, mask: np.ndarray, label: str) -> Interactions
     return dataclasses.replace(part, user_ids=vocab.encode(raw), user_vocab=vocab,
                                user_features=features,
                                name=f"{data.name or 'data'}-{label}")
+
+
+def make_scenario(name: str, *, data_dir: str | Path | None = None, seed: int = 0,
+                  size: str = "demo") -> Scenario:
+    """A preset by name (``SCENARIOS``); ``size`` applies to the synthetic one only."""
+    if name not in SCENARIOS:
+        raise DataError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
+    if name == "synthetic":
+        return synthetic_scenario(seed=seed, size=size)
+    return SCENARIOS[name](data_dir=data_dir, seed=seed)
