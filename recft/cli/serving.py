@@ -56,9 +56,9 @@ def _register_recommend(subparsers: argparse._SubParsersAction) -> None:
 def _register_export(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="item embeddings, a faiss index and a TorchScript user tower for serving",
+        help="item embeddings, a faiss index and an exported user tower for serving",
         description="Write a directory that serves the model with torch and faiss only: "
-        "user_tower.pt (TorchScript), index.faiss (inner product; exact, or IVF with its "
+        "user_tower.pt2 (torch.export), index.faiss (inner product; exact, or IVF with its "
         "recall@10/@100 against exact search measured on real users), item_embeddings.npy, "
         "items.parquet, users.json, items.json and manifest.json (versions, dims, how to "
         "call the user tower, sha256 of every file).",

@@ -5,10 +5,10 @@ Modules:
     history      HistoryTable: histories from Interactions, DataFrames, mappings or files
     ids          raw-id coercion, unknown-id warnings, item allow-lists
     index        faiss indexes (exact / IVF) and their recall against exact search
-    user_tower   the user tower over plain tensors, for TorchScript
+    user_tower   the user tower over plain tensors, exported with torch.export
     ranking      deterministic top-k (ties broken by item row)
     batch        BatchJob / recommend_batch: chunked, atomic, resumable Parquet output
-    export       export(): item embeddings, a faiss index and a TorchScript user tower
+    export       export(): item embeddings, a faiss index and an exported user tower
 
 Heavy imports (torch, faiss) happen on first use of a name that needs them.
 """

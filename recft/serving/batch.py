@@ -216,7 +216,7 @@ def read_users(path: str | Path, column: str | None = None, label: str = "user")
         frame = pd.read_parquet(path)
     elif path.suffix in (".csv", ".tsv", ".txt"):
         frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
-                            keep_default_na=False)
+                            keep_default_na=False, skip_blank_lines=False)
     else:
         raise DataError(f"{label}s file must be .csv, .tsv, .txt or .parquet", path=path)
     names = [column] if column else [c for c in (f"{label}_id", label) if c in frame.columns]

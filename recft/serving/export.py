@@ -1,4 +1,4 @@
-"""export(): a self-contained serving bundle (item embeddings, faiss index, TorchScript user tower)."""
+"""export(): a self-contained serving bundle (item embeddings, faiss index, exported user tower)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 FILES = {
-    "user_tower": "user_tower.pt",
+    "user_tower": "user_tower.pt2",
     "index": "index.faiss",
     "item_embeddings": "item_embeddings.npy",
     "items_table": "items.parquet",
@@ -34,7 +34,7 @@ USAGE = """\
 import json, faiss, numpy as np, torch
 users = json.load(open("users.json"))["ids"]; items = json.load(open("items.json"))["ids"]
 user_row = {u: r for r, u in enumerate(users)}; item_row = {i: r for r, i in enumerate(items)}
-tower = torch.jit.load("user_tower.pt"); index = faiss.read_index("index.faiss")
+tower = torch.export.load("user_tower.pt2").module(); index = faiss.read_index("index.faiss")
 history = torch.tensor([[item_row[i] for i in ITEMS_OLDEST_FIRST]])
 emb = tower(torch.tensor([user_row.get(USER, -1)]), history, torch.tensor([history.shape[1]]))
 scores, rows = index.search(emb.numpy(), 10)      # scores * (1 / temperature) = model scores
@@ -47,7 +47,7 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
            seed: int = 0) -> Path:
     """Write a serving bundle that runs with torch and faiss only (no recft, no torchrec).
 
-    The bundle (written atomically) holds ``user_tower.pt`` (TorchScript: user rows,
+    The bundle (written atomically) holds ``user_tower.pt2`` (``torch.export``: user rows,
     padded history rows and lengths -> user embeddings; see ``manifest.json`` for the call),
     ``index.faiss`` (inner product over item embeddings: ``IndexFlatIP`` or
     ``IndexIVFFlat``), ``item_embeddings.npy`` (I, D) float32, ``items.parquet`` (item_id,
@@ -78,7 +78,7 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
     import torch
 
     from recft.serving.index import build_index, recall_at_k, resolve_kind
-    from recft.serving.user_tower import INPUTS, OUTPUT, ExportedUserTower
+    from recft.serving.user_tower import INPUTS, OUTPUT, export_user_tower
 
     rec = _recommender(model_or_dir, history)
     model, config = rec.model, rec.model.config
@@ -90,13 +90,13 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
     _, queries = rec.embed_users(query_users)
     index_info.update(recall_at_k(faiss_index, item_embeddings, queries),
                       recall_queries=len(query_users), query_source=query_source)
-    tower = torch.jit.script(ExportedUserTower.from_model(model).eval())
+    tower = export_user_tower(model)
 
     out = Path(out)
     with atomic_directory(out) as staging:
         import faiss
 
-        torch.jit.save(tower, str(staging / FILES["user_tower"]))
+        torch.export.save(tower, staging / FILES["user_tower"])
         faiss.write_index(faiss_index, str(staging / FILES["index"]))
         np.save(staging / FILES["item_embeddings"], item_embeddings, allow_pickle=False)
         _write_items_table(staging / FILES["items_table"], rec.item_vocab.ids, item_embeddings)
@@ -120,9 +120,10 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
                      "inner product, which orders items the same way)",
             "ids": {"users": FILES["users"], "items": FILES["items"],
                     "row": "an id's position in its list is its row"},
-            "user_tower": {"file": FILES["user_tower"], "format": "torchscript",
-                           "load": "torch.jit.load(path)", "call": "tower(user_rows, history, "
-                           "lengths)", "inputs": INPUTS, "output": OUTPUT},
+            "user_tower": {"file": FILES["user_tower"], "format": "torch.export",
+                           "load": "torch.export.load(path).module()",
+                           "call": "tower(user_rows, history, lengths)", "inputs": INPUTS,
+                           "output": OUTPUT},
             "index": {"file": FILES["index"], "load": "faiss.read_index(path)", **index_info},
             "item_embeddings": {"file": FILES["item_embeddings"], "dtype": "float32",
                                 "shape": list(item_embeddings.shape), "rows": "item rows"},

@@ -1,4 +1,4 @@
-"""A TwoTower's user tower over plain tensors, for TorchScript export without recft or torchrec."""
+"""A TwoTower's user tower over plain tensors, exported with torch.export to run without recft."""
 
 from __future__ import annotations
 
@@ -33,23 +33,25 @@ def _bag_offsets(counts: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureBag(nn.Module):
-    """One user feature: each known user's value list pooled (mean) from its table."""
+    """One user feature: each known user's value list pooled (mean) from its table.
+
+    The lists are stored padded, (U, widest list) with -1, so a batch gathers its rows
+    with plain indexing (no data-dependent sizes for ``torch.export`` to trip on).
+    """
 
     def __init__(self, weight: torch.Tensor, offsets: np.ndarray, values: np.ndarray) -> None:
         super().__init__()
+        lengths = np.diff(offsets)
+        padded = np.full((len(lengths), max(int(lengths.max(initial=0)), 1)), -1, np.int64)
+        padded[np.arange(padded.shape[1]) < lengths[:, None]] = values
         self.register_buffer("weight", weight.detach().clone())
-        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.int64))
-        self.register_buffer("values", torch.as_tensor(values, dtype=torch.int64))
+        self.register_buffer("lists", torch.from_numpy(padded))
 
     def forward(self, user_rows: torch.Tensor) -> torch.Tensor:
         known = user_rows >= 0
-        safe = torch.where(known, user_rows, torch.zeros_like(user_rows))
-        counts = torch.where(known, self.offsets[safe + 1] - self.offsets[safe],
-                             torch.zeros_like(user_rows))
-        run_starts = torch.cumsum(counts, dim=0) - counts
-        index = torch.repeat_interleave(self.offsets[safe] - run_starts, counts) + \
-            torch.arange(int(counts.sum()), dtype=torch.int64)
-        return F.embedding_bag(self.values[index], self.weight, _bag_offsets(counts),
+        lists = self.lists[torch.where(known, user_rows, torch.zeros_like(user_rows))]
+        valid = (lists >= 0) & known.unsqueeze(1)
+        return F.embedding_bag(lists[valid], self.weight, _bag_offsets(valid.long().sum(1)),
                                mode="mean", include_last_offset=True)
 
 
@@ -73,12 +75,12 @@ class ExportedUserTower(nn.Module):
     """``(user_rows (B,), history (B, L), lengths (B,)) -> (B, D)`` user embeddings.
 
     Computes what ``TwoTower.encode_users`` computes (same pooling kernel, same layers), with
-    the tables copied out of the torchrec collections, so the scripted module needs only
+    the tables copied out of the torchrec collections, so the exported program needs only
     torch. Inputs are described by ``INPUTS``.
 
     Example::
 
-        tower = torch.jit.script(ExportedUserTower.from_model(model))
+        tower = ExportedUserTower.from_model(model)
         embeddings = tower(torch.tensor([0, -1]), torch.tensor([[3, 5], [7, -1]]),
                            torch.tensor([2, 1]))
     """
@@ -135,3 +137,24 @@ class ExportedUserTower(nn.Module):
         if self.normalize:
             output = F.normalize(output, dim=-1)
         return output
+
+
+def export_user_tower(model: Any) -> torch.export.ExportedProgram:
+    """``torch.export`` program of ``ExportedUserTower.from_model(model)`` with dynamic batch
+    and history widths (save it with ``torch.export.save``; load it with
+    ``torch.export.load(path).module()``, torch only).
+
+    Example::
+
+        torch.export.save(export_user_tower(model), "user_tower.pt2")
+    """
+    from torch.export import Dim
+
+    tower = ExportedUserTower.from_model(model).eval()
+    # an example with a known and an unknown user, padding and an over-long row; every
+    # size is declared dynamic, so nothing is specialised to it
+    example = (torch.tensor([0, -1, 0]), torch.tensor([[0, 0, -1], [0, 0, 0], [0, -1, -1]]),
+               torch.tensor([2, 3, 1]))
+    shapes = ({0: Dim.AUTO}, {0: Dim.AUTO, 1: Dim.AUTO}, {0: Dim.AUTO})
+    with torch.no_grad():
+        return torch.export.export(tower, example, dynamic_shapes=shapes, strict=False)
