@@ -99,3 +99,14 @@ def test_report_html_is_self_contained(reports: Path) -> None:
         assert 'src="http' not in html and "href=\"http" not in html.replace('<a href="http', "")
         assert "data:image/png;base64" in html
     assert (reports / "index.html").is_file()
+
+
+def test_05_recommendations_serves_known_and_new_users(pretrained, reports: Path) -> None:
+    checkpoint, _ = pretrained  # a pretrained checkpoint serves its own dataset
+    result = run("05_recommendations", {"SMALL": True, "CHECKPOINT": str(checkpoint),
+                                        "DATASET": "synthetic"}, out=reports, progress=False)
+    metrics = _metrics(result)
+    assert metrics["status"] == "ok" and metrics["metrics"]["shown_users"] == 3
+    assert metrics["metrics"]["held_out_hits_shown"] >= 1
+    assert 0 <= metrics["metrics"]["cold_user_feature_share"] <= 1
+    assert len(metrics["extra"]["cold_user"]["history"]) == 5
