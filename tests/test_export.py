@@ -151,3 +151,26 @@ def test_user_tower_matches_encode_users_with_features_and_residual_head(tmp_pat
         got = tower(torch.from_numpy(rows), padded, lengths).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(got[0], got[1])  # different users, different embeddings
+
+
+def test_export_command_writes_a_bundle_and_reports_recall(bundle, tmp_path, capsys) -> None:
+    from recft.cli import main
+
+    rec, _, _ = bundle
+    out = tmp_path / "cli-bundle"
+    assert main(["export", "--checkpoint", str(rec.checkpoint), "--out", str(out),
+                 "--index", "ivf", "--nlist", "2", "--queries", "30"]) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "IndexIVFFlat" in printed and "recall@10" in printed
+    assert manifest["index"]["nlist"] == 2 and manifest["index"]["recall_queries"] == 30
+    assert "id only" in manifest["index"]["query_source"]  # no --histories given
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

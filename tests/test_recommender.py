@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -197,3 +198,16 @@ def test_integer_ids_from_text_are_cast_and_all_users_served(checkerboard) -> No
         warnings.simplefilter("error")  # a known user with a history: no warning
         lists = rec.recommend([4], k=20)
     assert sorted(lists["item"]) == sorted({4} | set(range(1, 20, 2)))
+
+
+def test_similar_command_prints_the_facades_neighbours(trained, rec, capsys) -> None:
+    from recft.cli import main
+
+    _, train, directory = trained
+    items = train.item_vocab.ids[[4, 17]]
+    assert main(["similar", "--checkpoint", str(directory), "--items", ",".join(items),
+                 "--k", "3", "--json"]) == 0
+    printed = pd.read_json(io.StringIO(capsys.readouterr().out))
+    expected = rec.similar_items(items, k=3)
+    assert printed["similar_item"].tolist() == expected["similar_item"].tolist()
+    assert printed["item"].tolist() == expected["item"].tolist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,8 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
     with atomic_directory(out) as staging:
         import faiss
 
+        # the staging folder is private (mkdtemp); a bundle is meant to be shipped and read
+        staging.chmod(0o777 & ~_umask())
         torch.export.save(tower, staging / FILES["user_tower"])
         faiss.write_index(faiss_index, str(staging / FILES["index"]))
         np.save(staging / FILES["item_embeddings"], item_embeddings, allow_pickle=False)
@@ -190,6 +193,12 @@ def _versions() -> dict[str, str]:
 
     return {"recft": __version__, "torch": torch.__version__, "faiss": faiss.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -124,6 +124,36 @@ class HistoryTable:
         return [ids, self.indptr, self.items, self.timestamps]
 
 
+def gather_histories(users: np.ndarray, first: HistoryTable | None,
+                     second: HistoryTable | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's history from ``first`` if it has one there, else from ``second``.
+
+    Args:
+        users: (B,) raw user ids.
+        first, second: tables (either may be None).
+
+    Returns:
+        ``(lengths (B,), user positions (N,), item rows (N,), timestamps (N,))`` grouped
+        by user in ``users`` order, each user's rows in their table's order.
+    """
+    none = np.full(len(users), -1, dtype=np.int64)
+    rows_first = first.lookup(users) if first is not None else none
+    rows_second = second.lookup(users) if second is not None else none
+    rows_second = np.where(rows_first >= 0, -1, rows_second)
+    parts = [table.take(rows) for table, rows in ((first, rows_first), (second, rows_second))
+             if table is not None]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(len(users), dtype=np.int64), empty, empty, empty
+    lengths = sum(part[0] for part in parts)
+    positions = np.concatenate([np.repeat(np.arange(len(users)), p[0]) for p in parts])
+    order = np.argsort(positions, kind="stable")  # each user's rows come from one table
+    items = np.concatenate([p[1] for p in parts])[order]
+    stamps = np.concatenate([p[2] for p in parts])[order]
+    return lengths, positions[order], items, stamps
+
+
 def _columns(source: HistoryLike, user_vocab: Vocabulary
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(raw users, raw items or item rows, timestamps or None, placeholder mask or None) of

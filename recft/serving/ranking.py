@@ -35,13 +35,17 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     if num_rows == 0 or depth <= 0:
         empty = np.zeros(0, dtype=np.int64)
         return np.zeros(num_rows, dtype=np.int64), empty, np.zeros(0, dtype=np.float32)
-    values, items = torch.topk(scores, depth, dim=1)
+    # one extra place shows whether a tie straddles the cut: the (k+1)-th equals the k-th
+    extra = min(depth + 1, num_items)
+    values, items = torch.topk(scores, extra, dim=1)
     if torch.isnan(values).any():  # topk ranks NaN first: any NaN that matters is here
         raise DataError("scores contain NaN; the model produced an invalid score")
-    kth = values[:, -1:]
-    # a row needs care only if an item outside its list ties the k-th (finite) score
-    bound = torch.where(torch.isfinite(kth), kth, torch.full_like(kth, float("inf")))
-    crowded = torch.nonzero((scores >= bound).sum(dim=1) > depth).flatten().tolist()
+    kth = values[:, depth - 1:depth]
+    crowded: list[int] = []
+    if extra > depth:
+        straddle = (values[:, depth] == values[:, depth - 1]) & torch.isfinite(values[:, depth])
+        crowded = torch.nonzero(straddle).flatten().tolist()
+        values, items = values[:, :depth], items[:, :depth]
     values_np = values.float().cpu().numpy()
     items_np = items.cpu().numpy().astype(np.int64)
     for row in crowded:

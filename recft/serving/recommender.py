@@ -17,7 +17,7 @@ from torch import nn
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
-from recft.serving.history import HistoryLike, HistoryTable
+from recft.serving.history import HistoryLike, HistoryTable, gather_histories
 from recft.serving.ids import ItemFilter, ServingWarning, allowed_mask, coerce_ids, known_items
 from recft.serving.ranking import positions_within, top_k
 
@@ -164,12 +164,13 @@ class Recommender:
         """One block of ``recommend``: (frame, number of fallback users)."""
         if int(k) < 1:
             raise DataError(f"k must be >= 1, got {k}")
-        lengths, locals_, items, stamps = self._gather(users, request)
+        # a call's history replaces the stored one for the users it covers
+        lengths, locals_, items, stamps = gather_histories(users, request.histories,
+                                                           self.history)
         model_rows = self.user_vocab.encode(users, unknown="mark")
         fallback = (model_rows < 0) & (lengths == 0)
         served = np.flatnonzero(~fallback)
         counts = np.zeros(len(users), dtype=np.int64)
-        item_parts, value_parts = [], []
         if len(served):
             keep = ~fallback[locals_]
             position = np.full(len(users), -1, dtype=np.int64)
@@ -204,7 +205,7 @@ class Recommender:
     def warn_fallback(self, count: int, request: Request) -> None:
         if count:
             warnings.warn(f"{count:,} user(s) unknown to the model and without history got "
-                          f"the fallback list ({self._fallback_source(request)})",
+                          f"the fallback list ({self._fallback_source(request)[1]})",
                           ServingWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ similar / embed
@@ -253,7 +254,7 @@ class Recommender:
         user_ids = self.user_ids(users, request)
         blocks = []
         for chunk in self._chunks(user_ids, None):
-            _, locals_, items, stamps = self._gather(chunk, request)
+            _, locals_, items, stamps = gather_histories(chunk, request.histories, self.history)
             blocks.append(self._user_embeddings(chunk, locals_, items, stamps).cpu().numpy())
         dim = self._items().shape[1]
         return user_ids, np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
@@ -273,27 +274,6 @@ class Recommender:
         size = batch_size or max(1, BLOCK_BYTES // (4 * max(len(self.item_vocab), 1)))
         for start in range(0, len(users), size):
             yield users[start:start + size]
-
-    def _gather(self, users: np.ndarray, request: Request
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Each user's history from the call's table, else the Recommender's:
-        ``(lengths (B,), local user index, item rows, timestamps)`` grouped by user."""
-        own = request.histories.lookup(users) if request.histories is not None else \
-            np.full(len(users), -1, dtype=np.int64)
-        base = self.history.lookup(users) if self.history is not None else \
-            np.full(len(users), -1, dtype=np.int64)
-        base = np.where(own >= 0, -1, base)  # a call's history replaces the stored one
-        parts = [t.take(r) for t, r in ((request.histories, own), (self.history, base))
-                 if t is not None]
-        if not parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return np.zeros(len(users), dtype=np.int64), empty, empty, empty
-        lengths = sum(p[0] for p in parts)
-        locals_ = np.concatenate([np.repeat(np.arange(len(users)), p[0]) for p in parts])
-        order = np.argsort(locals_, kind="stable")  # each user's rows come from one table
-        items = np.concatenate([p[1] for p in parts])[order]
-        stamps = np.concatenate([p[2] for p in parts])[order]
-        return lengths, locals_[order], items, stamps
 
     def _user_embeddings(self, users: np.ndarray, rows: np.ndarray, items: np.ndarray,
                          stamps: np.ndarray) -> torch.Tensor:
@@ -319,12 +299,10 @@ class Recommender:
 
     def _fallback(self, request: Request, k: int) -> tuple[np.ndarray, np.ndarray]:
         if request.fallback is None or len(request.fallback[0]) < min(k, len(self.item_vocab)):
-            table = self.history if self.history is not None and len(self.history) else (
-                request.histories if request.histories is not None and len(request.histories)
-                else None)
+            table, _ = self._fallback_source(request)
             if table is not None:
-                scores = torch.from_numpy(table.popularity(len(self.item_vocab))
-                                          .astype(np.float32))[None]
+                counts = table.popularity(len(self.item_vocab)).astype(np.float32)
+                scores = torch.from_numpy(counts)[None]
             else:  # the model's prior: the user tower with nothing known about the user
                 with _inference(self.model):
                     empty = self.model.encode_users(np.array([-1]), None)
@@ -336,12 +314,12 @@ class Recommender:
         items, values = request.fallback
         return items[:k], values[:k]
 
-    def _fallback_source(self, request: Request) -> str:
+    def _fallback_source(self, request: Request) -> tuple[HistoryTable | None, str]:
         if self.history is not None and len(self.history):
-            return "most popular in the Recommender's history"
+            return self.history, "most popular in the Recommender's history"
         if request.histories is not None and len(request.histories):
-            return "most popular in the given histories"
-        return "the model's prior for a user it knows nothing about"
+            return request.histories, "most popular in the given histories"
+        return None, "the model's prior for a user it knows nothing about"
 
     def _frame(self, users: np.ndarray, ranks: np.ndarray, items: np.ndarray,
                values: np.ndarray) -> pd.DataFrame:
@@ -360,9 +338,11 @@ class Recommender:
 def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode (no dropout) without gradients, restoring the model's mode afterwards."""
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
