@@ -23,7 +23,7 @@ def demo_steps(runs: Path, small: bool, seed: int) -> list[tuple[str, dict]]:
         ("01_explore_data", {"DATASET": "synthetic-target", "SMALL": small}),
         ("02_pretrain", {**common, "DATASET": "synthetic", "CHECKPOINT_DIR": str(base),
                          # target users are new to the base: teach it to serve by history
-                         "USER_ID_DROPOUT": 0.5}),
+                         "USER_ID_DROPOUT": 0.5, "EPOCHS": 10}),
         ("03_finetune", {**common, "CHECKPOINT": str(base), "DATASET": "synthetic-target",
                          "OUTPUT_DIR": str(tuned)}),
         ("04_compare_strategies", {**common, "CHECKPOINT": str(base), "DATASET": "synthetic-target",
