@@ -23,7 +23,7 @@ class PretrainConfig(ConfigMixin):
     """
 
     epochs: int = 30
-    batch_size: int = 512
+    batch_size: int = 256
     embedding_optimizer: str = "rowwise_adagrad"  # fused in backward; or "sparse_adam", ...
     embedding_lr: float = 0.05
     dense_optimizer: str = "adam"  # towers
@@ -34,7 +34,7 @@ class PretrainConfig(ConfigMixin):
     logq_correction: bool = True  # subtract log popularity from in-batch logits
     temperature: float | None = None  # None: the model's config.temperature
     user_id_dropout: float = 0.0  # share of examples trained without their user id
-    history_dropout: float = 0.0  # share of history items hidden from each example
+    history_dropout: float = 0.5  # share of history items hidden from each example
     early_stopping_metric: str = "ndcg@10"
     patience: int = 3  # epochs without improvement before stopping (needs valid)
     seed: int = 0
