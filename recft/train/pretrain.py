@@ -105,7 +105,7 @@ class _Loop:
         settings = self.settings
         while self.epoch < settings.epochs and not self.history.stopped_early:
             bar = tqdm(total=self.builder.num_batches, initial=self.step, disable=not progress,
-                       desc=f"epoch {self.epoch + 1}/{settings.epochs}", unit="batch")
+                       desc=f"epoch {self.epoch + 1}/{settings.epochs}", unit="batch", leave=False)
             self.model.train()
             tick = time.perf_counter()
             for batch in self.builder.batches(self.epoch, settings.seed, self.step):
