@@ -138,15 +138,10 @@ def feature_lists(
     """``(name, lengths, values)`` of every categorical feature for entity ``rows``
     (row -1, an unknown entity, gets an empty list)."""
     rows = np.asarray(rows, dtype=np.int64)
-    known = rows >= 0
     out = []
     for name, feature in features.items():
-        lengths, values, _ = feature.gather(np.where(known, rows, 0))
-        if not known.all():
-            keep = np.repeat(known, lengths)
-            lengths = np.where(known, lengths, 0)
-            values = values[keep]
-        out.append((name, lengths, values))
+        taken = feature.take(rows)
+        out.append((name, taken.lengths(), taken.values))
     return out
 
 
