@@ -74,7 +74,7 @@ class TwoTower(PretrainedMixin, nn.Module):
         self.item_features: dict[str, CategoricalFeature] = dict(item_features or {})
         self.user_features: dict[str, CategoricalFeature] = dict(user_features or {})
         self.config = sized_config(config, user_vocab, item_vocab, self.item_features,
-                                    self.user_features)
+                                   self.user_features)
         self.user_vocab = user_vocab
         self.item_vocab = item_vocab
         # display columns (title, year, artist) aligned to item rows; saved with checkpoints
