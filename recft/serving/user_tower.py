@@ -123,7 +123,8 @@ class ExportedUserTower(nn.Module):
         blocks = [F.embedding_bag(user_rows[known], self.user_table, _bag_offsets(known.long()),
                                   mode="mean", include_last_offset=True)]
         if self.use_history:
-            positions = torch.arange(history.shape[1], dtype=torch.int64).unsqueeze(0)
+            positions = torch.arange(history.shape[1], dtype=torch.int64,
+                                     device=history.device).unsqueeze(0)
             valid = (history >= 0) & (positions < lengths.unsqueeze(1))
             # keep each row's most recent max_history valid entries (rows are oldest first)
             seen_from_end = valid.long().flip([1]).cumsum(1).flip([1])
