@@ -1,4 +1,4 @@
-"""Batch jobs: same lists as recommend(), and a killed job resumes without losing or repeating users."""
+"""Batch jobs: recommend()'s lists, and a killed job resumes without losing or repeating users."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def test_recommend_equals_score_users_top_k_with_seen_excluded(trained, rec) -> 
     assert frame["item"].tolist() == train.item_vocab.ids[rows].ravel().tolist()
     np.testing.assert_allclose(frame["score"].to_numpy(), values.numpy().ravel(), rtol=1e-5)
     seen = set(zip(train.user_ids.tolist(), train.item_ids.tolist()))
-    recommended = zip(train.user_vocab.encode(frame["user"]), train.item_vocab.encode(frame["item"]))
+    recommended = zip(train.user_vocab.encode(frame["user"]),
+                      train.item_vocab.encode(frame["item"]))
     assert not seen & set(recommended)
 
 

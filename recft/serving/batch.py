@@ -237,7 +237,8 @@ def model_fingerprint(recommender: Recommender) -> str:
     """sha256 of what the model's outputs depend on: the checkpoint's checksum record (or
     the weights themselves) and the Recommender's stored history."""
     parts: list[np.ndarray] = []
-    checksums = None if recommender.checkpoint is None else recommender.checkpoint / "checksums.json"
+    checkpoint = recommender.checkpoint
+    checksums = None if checkpoint is None else checkpoint / "checksums.json"
     if checksums is not None and checksums.is_file():
         parts.append(np.frombuffer(checksums.read_bytes(), dtype=np.uint8))
     else:

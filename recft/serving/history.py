@@ -1,4 +1,4 @@
-"""HistoryTable: users' item histories in a model's item rows, from any input form, by raw user id."""
+"""HistoryTable: users' histories as a model's item rows, from any input form, by raw user id."""
 
 from __future__ import annotations
 
