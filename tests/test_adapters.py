@@ -26,23 +26,12 @@ from recft.finetune.finetune import finetune
 from recft.finetune.freezing import mark_pretrained, resolve_trainable
 from recft.finetune.recipe import Recipe
 from recft.models.checkpoint import save_pretrained
-from recft.models.two_tower import TwoTower, TwoTowerConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from recft.models.two_tower import TwoTower
+from tiny_models import tiny_two_tower
 
 
 def _model(source, dim: int = 16) -> TwoTower:
-    torch.manual_seed(0)
-    config = TwoTowerConfig(embedding_dim=dim, tower_layers=(32, dim), dropout=0.0)
-    return TwoTower(config, source.user_vocab, source.item_vocab,
-                    item_features=source.item_features.categorical)
+    return tiny_two_tower(source, dim=dim, hidden=(2 * dim,))
 
 
 def _scores(model, data) -> torch.Tensor:

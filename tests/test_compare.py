@@ -17,15 +17,6 @@ from recft.models.checkpoint import save_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_subsample_is_seeded_and_sized(synthetic_pair) -> None:
     train = synthetic_pair.target
     part = subsample(train, 0.25, seed=1)

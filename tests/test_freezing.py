@@ -17,24 +17,14 @@ from recft.finetune.freezing import (
 from recft.finetune.model import attach_heads
 from recft.finetune.optimizers import StageOptimizers
 from recft.finetune.recipe import Stage
-from recft.models.two_tower import TwoTower, TwoTowerConfig
+from recft.models.two_tower import TwoTower
 from recft.train.batches import BatchBuilder
 from recft.train.losses import sampled_softmax_loss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from tiny_models import tiny_two_tower
 
 
 def _model(data) -> TwoTower:
-    torch.manual_seed(0)
-    config = TwoTowerConfig(embedding_dim=8, tower_layers=(16, 12, 8), dropout=0.0)
-    return TwoTower(config, data.user_vocab, data.item_vocab)
+    return tiny_two_tower(data, hidden=(16, 12), features=False)
 
 
 def _train_steps(model, data, optimizers: StageOptimizers, steps: int = 3) -> None:

@@ -11,23 +11,12 @@ from recft.finetune.finetune import finetune
 from recft.finetune.recipe import Recipe, Stage
 from recft.finetune.vocab_transfer import align_vocabulary, grow_collection
 from recft.models.inputs import item_features_kjt
-from recft.models.two_tower import TwoTower, TwoTowerConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids spin-waiting on a busy shared CPU (10x here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from recft.models.two_tower import TwoTower
+from tiny_models import tiny_two_tower
 
 
 def _model(source) -> TwoTower:
-    torch.manual_seed(0)
-    config = TwoTowerConfig(embedding_dim=8, tower_layers=(16, 8), dropout=0.0)
-    return TwoTower(config, source.user_vocab, source.item_vocab,
-                    item_features=source.item_features.categorical)
+    return tiny_two_tower(source)
 
 
 def _tables(model) -> dict[str, torch.Tensor]:
