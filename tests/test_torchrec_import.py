@@ -18,7 +18,6 @@ from recft.data.vocabulary import Vocabulary
 from recft.errors import CheckpointError
 from recft.models.checkpoint import load_pretrained, save_pretrained
 from recft.models.torchrec_import import import_torchrec_state_dict
-from recft.models.two_tower import TwoTowerConfig
 
 NUM_EMBEDDINGS, DIM, LAYERS = 16, 4, [6, 3]
 
@@ -127,17 +126,6 @@ def test_errors_name_the_problem(reference: TrainTask, tmp_path: Path) -> None:
         imported(tmp_path / "evil.pt")
 
 
-@pytest.mark.skipif("output_activation" in TwoTowerConfig.__dataclass_fields__,
-                    reason="TwoTowerConfig records the output ReLU")
-def test_unrecordable_import_refuses_to_save(reference: TrainTask, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError,
-                       match="cannot be saved faithfully: its towers end in a ReLU"):
-        save_pretrained(imported(reference.state_dict()), tmp_path / "ckpt")
-    assert not (tmp_path / "ckpt").exists()
-
-
-@pytest.mark.skipif("output_activation" not in TwoTowerConfig.__dataclass_fields__,
-                    reason="TwoTowerConfig cannot record torchrec's output ReLU yet")
 def test_imported_model_survives_a_checkpoint(reference: TrainTask, tmp_path: Path) -> None:
     model = imported(reference.state_dict())
     loaded = load_pretrained(save_pretrained(model, tmp_path / "ckpt"))

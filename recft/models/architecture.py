@@ -14,6 +14,9 @@ from recft.errors import DataError
 from recft.models.inputs import RESERVED_FEATURES
 
 
+OUTPUT_ACTIVATIONS = ("none", "relu")
+
+
 @dataclass
 class TwoTowerConfig(ConfigMixin):
     """Architecture of a ``TwoTower``; table sizes make a checkpoint's shapes checkable.
@@ -39,6 +42,9 @@ class TwoTowerConfig(ConfigMixin):
     use_history: bool = True  # mean-pool the user's recent items into the user tower
     max_history: int = 50  # most recent items pooled per user (training and serving)
     init_scale: float = 0.1  # tables start uniform in [-init_scale, init_scale]
+    # "relu" reproduces towers imported from torchrec, whose MLP ends in a ReLU; recft's own
+    # towers end linear so that dot products can take either sign
+    output_activation: str = "none"
 
     def __post_init__(self) -> None:
         self.tower_layers = tuple(int(size) for size in self.tower_layers)
@@ -48,6 +54,9 @@ class TwoTowerConfig(ConfigMixin):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
+                              f"got {self.output_activation!r}")
         if self.max_history < 1:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
         for name in (*self.item_feature_sizes, *self.user_feature_sizes):

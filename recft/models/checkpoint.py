@@ -120,9 +120,6 @@ def save_pretrained(model: nn.Module, directory: str | Path, *,
         The checkpoint directory.
     """
     directory = Path(directory)
-    blocker = getattr(model, "checkpoint_blocker", None)
-    if blocker:
-        raise CheckpointError(f"{type(model).__name__} cannot be saved faithfully: {blocker}")
     model_type = _model_type_of(model)
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,14 +74,10 @@ def import_torchrec_state_dict(
                               f"{[w.shape[0] for w, _ in item_layers]}; recft towers share sizes")
     user_vocab = _vocab(user_vocab, user_table.shape[0], "user")
     item_vocab = _vocab(item_vocab, item_table.shape[0], "item")
-    fields = {f.name for f in dataclasses.fields(TwoTowerConfig)}
-    options: dict[str, Any] = {}
-    if "output_activation" in fields:
-        options["output_activation"] = "relu"  # torchrec's MLP ends in a ReLU too
     config = TwoTowerConfig(
         num_users=len(user_vocab), num_items=len(item_vocab), embedding_dim=user_table.shape[1],
         tower_layers=tuple(sizes), dropout=0.0, normalize=False, temperature=1.0,
-        use_history=False, **options,
+        use_history=False, output_activation="relu",  # torchrec's MLP ends in a ReLU too
     )
     mapped = {
         "user_ebc.embedding_bags.user_id.weight":
@@ -92,8 +86,6 @@ def import_torchrec_state_dict(
             _rows(item_table, item_vocab, table_index, candidate_table),
     }
     model = TwoTower(config, user_vocab, item_vocab)
-    if not options:
-        _append_output_relu(model)
     for tower, layers in (("user_tower", user_layers), ("item_tower", item_layers)):
         linears = [name for name, module in getattr(model, tower).named_children()
                    if isinstance(module, nn.Linear)]
@@ -186,17 +178,3 @@ def _rows(table: torch.Tensor, vocab: Vocabulary, table_index: str, name: str) -
         raise CheckpointError(f"{len(outside)} {vocab.name} id(s) have no row in table {name!r} "
                               f"({table.shape[0]} rows), e.g. {outside[:5].tolist()}")
     return table[torch.from_numpy(ids)]
-
-
-def _append_output_relu(model: nn.Module) -> None:
-    """Stand-in for a missing ``TwoTowerConfig.output_activation``: parameter-free, so the
-    state dict is unchanged, but a checkpoint could not record it."""
-    warnings.warn(
-        "TwoTowerConfig has no output_activation option: the imported towers get torchrec's "
-        "final ReLU in memory only, and save_pretrained refuses the model",
-        stacklevel=3,
-    )
-    model.user_tower.append(nn.ReLU())
-    model.item_tower.append(nn.ReLU())
-    # read by save_pretrained: a checkpoint would silently reload with different scores
-    model.checkpoint_blocker = "its towers end in a ReLU that TwoTowerConfig cannot record"

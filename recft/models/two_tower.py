@@ -28,15 +28,18 @@ from recft.models.inputs import (
 )
 
 
-def _tower(in_size: int, layers: tuple[int, ...], dropout: float) -> nn.Sequential:
-    """Dropout -> [Linear -> ReLU -> Dropout]* -> Linear; no activation on the output, which
-    must be free to take any sign for dot-product scoring."""
+def _tower(in_size: int, layers: tuple[int, ...], dropout: float,
+           output_activation: str = "none") -> nn.Sequential:
+    """Dropout -> [Linear -> ReLU -> Dropout]* -> Linear; no activation on the output by
+    default, which must be free to take any sign for dot-product scoring."""
     modules: list[nn.Module] = [nn.Dropout(dropout)] if dropout else []
     for size in layers[:-1]:
         modules += [nn.Linear(in_size, size), nn.ReLU()]
         modules += [nn.Dropout(dropout)] if dropout else []
         in_size = size
     modules.append(nn.Linear(in_size, layers[-1]))
+    if output_activation == "relu":
+        modules.append(nn.ReLU())
     return nn.Sequential(*modules)
 
 
@@ -98,8 +101,10 @@ class TwoTower(PretrainedMixin, nn.Module):
             [table(ITEM_ID, config.num_items, item_id_features)]
             + [table(n, s, [n]) for n, s in config.item_feature_sizes.items()]
         )
-        self.user_tower = _tower(self.user_base_dim, config.tower_layers, config.dropout)
-        self.item_tower = _tower(self.item_base_dim, config.tower_layers, config.dropout)
+        self.user_tower = _tower(self.user_base_dim, config.tower_layers, config.dropout,
+                                 config.output_activation)
+        self.item_tower = _tower(self.item_base_dim, config.tower_layers, config.dropout,
+                                 config.output_activation)
         # (weakref to history, item vocab, histories): see _histories
         self._history_cache: tuple[Any, Vocabulary, UserHistories] | None = None
 
