@@ -116,7 +116,8 @@ def plot_segments(metrics: Mapping[str, Any], metric: str = "ndcg@10",
         models: several results by model name, drawn side by side.
     """
     results = dict(models) if models else {"model": metrics}
-    names = sorted({s for r in results.values() for s in (r.get("segments") or {})})
+    # evaluate() lists segments in their natural order (activity buckets ascending)
+    names = list(dict.fromkeys(s for r in results.values() for s in (r.get("segments") or {})))
     fig, (axis,) = _figure(1, width=max(6.0, 0.9 * len(names) + 2))
     width = 0.8 / max(len(results), 1)
     for offset, (label, result) in enumerate(results.items()):
