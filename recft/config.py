@@ -8,10 +8,12 @@ import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
+from recft.errors import RecftError
+
 T = TypeVar("T", bound="ConfigMixin")
 
 
-class ConfigError(ValueError):
+class ConfigError(RecftError, ValueError):
     """A configuration value or file is invalid; the message names the field."""
 
 
@@ -77,7 +79,11 @@ class ConfigMixin:
                 values = json.loads(text)
         except Exception as error:
             raise ConfigError(f"{path}: cannot parse: {error}") from None
-        return cls.from_dict(values or {}, source=str(path))
+        try:
+            return cls.from_dict(values or {}, source=str(path))
+        except ConfigError as error:
+            message = str(error)
+            raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:

@@ -67,3 +67,22 @@ def test_compare_writes_rows_for_every_strategy_and_fraction(base: Path) -> None
     for row in rows:
         assert set(row["compute"]) >= {"wall_seconds", "examples_seen", "trainable_parameters"}
         assert "ndcg@10" in row["metrics"]
+
+
+def test_finetune_reads_a_yaml_recipe(base: Path, capsys) -> None:
+    from recft.finetune import Recipe
+
+    recipe_file = base.parent / "recipe.yaml"
+    Recipe.frozen_only(epochs=1).save(recipe_file)
+    assert "frozen" in recipe_file.read_text()
+    out = base.parent / "tuned-from-yaml"
+    assert main(["finetune", "--checkpoint", str(base), "--dataset", "synthetic-target:tiny",
+                 "--recipe", str(recipe_file), "--out", str(out), "-q"]) == 0
+    training = json.loads((out / "training.json").read_text())
+    stages = training["finetune"]["recipe"]["stages"]
+    assert [s["name"] for s in stages] == ["frozen"] and stages[0]["epochs"] == 1
+    capsys.readouterr()
+    recipe_file.write_text("stages: []\n")
+    assert main(["finetune", "--checkpoint", str(base), "--dataset", "synthetic-target:tiny",
+                 "--recipe", str(recipe_file), "--out", str(out)]) == 2
+    assert "at least one stage" in capsys.readouterr().err
