@@ -136,8 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if not argv else EXIT_OK
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    # torch warns once per process that torchrec's KJT checks is_fx_tracing: noise to users
-    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     if args.quiet:
         import os
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,10 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recft.data.features import CategoricalFeature
 from recft.data.grouping import group_order
 from recft.data.interactions import Interactions
+
+# torch warns once per process that torchrec's KeyedJaggedTensor calls is_fx_tracing; it
+# concerns torch.export internals, not recft's users, and would open every report and log.
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 USER_ID = "user_id"
 ITEM_ID = "item_id"
