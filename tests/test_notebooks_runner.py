@@ -160,10 +160,13 @@ def test_cell_timeout_is_a_notebook_error(tmp_path):
 def test_html_renders_in_headless_chromium(runs, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("headless Chromium is not installed (not needed by CI)")
+        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's when it can)")
     shot = tmp_path / "page.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1000,1400", runs.ok.html_path.as_uri()],
+    # no network here: without these flags Chromium keeps retrying background connections
+    quiet = ["--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", *quiet,
+                    f"--screenshot={shot}", "--window-size=1000,1400", runs.ok.html_path.as_uri()],
                    check=True, capture_output=True, timeout=120)
     from PIL import Image
 
