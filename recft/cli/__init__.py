@@ -25,8 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # (module, stage) in the order `recft --help` lists them
 COMMAND_MODULES: tuple[tuple[str, str], ...] = (
-    ("recft.cli.data", "data"),
     ("recft.cli.demo", "getting started"),
+    ("recft.cli.data", "data"),
     ("recft.cli.pretrain", "pretraining"),
     ("recft.cli.evaluate", "evaluation"),
     ("recft.cli.finetune", "fine-tuning"),
@@ -40,6 +40,7 @@ EPILOG = """examples:
   recft pretrain --dataset ml-100k --split random:0.8,0.1,0.1 --seed 0 --out runs/base
   recft evaluate --checkpoint runs/base --dataset ml-100k --split random:0.8,0.1,0.1 --json
   recft finetune --checkpoint runs/base --dataset my.csv --split random:0.8,0.1,0.1 --out runs/ft
+  recft recommend --checkpoint runs/ft --users users.parquet --k 100 --out recs.parquet
 
 every command also reads flags from a YAML file: --config FILE (flags on the line win).
 exit codes: 0 ok, 1 run failed, 2 bad input or usage, 130 interrupted.
