@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune a checkpoint on a dataset: frozen stage, then full (or a recipe file)",
         description="Align the dataset's ids with the checkpoint (tables grow for new users and "
         "items, pretrained rows kept bit-for-bit), attach new task towers, run the recipe's "
-        "stages, evaluate on the test part and save a checkpoint that records its base and recipe.",
+        "stages, evaluate on the test part and save a checkpoint that records its base and recipe. "
+        "A killed run resumes from <out>.resume when started again with the same flags.",
         epilog="example: recft finetune --checkpoint runs/base --dataset lastfm-2k "
         "--split random:0.8,0.1,0.1 --recipe recipe.yaml --out runs/lastfm",
     )
@@ -70,14 +72,18 @@ def _finetune(args: argparse.Namespace) -> int:
     model = load_pretrained(args.checkpoint)
     interactions = load_dataset(args)
     parts = make_split(interactions, args.split, seed=args.seed)
+    out = Path(args.out)
+    # a sibling of --out (like `recft pretrain`): a killed run resumes from it when rerun
+    resume_dir = out.with_name(out.name + ".resume")
     result = finetune(model, parts.train, recipe, valid=parts.valid,
                       valid_history=parts.known("valid"), base=args.checkpoint,
-                      progress=not args.quiet, verbose=not args.quiet)
+                      progress=not args.quiet, verbose=not args.quiet, resume_dir=resume_dir)
     known = parts.known("test")
     metrics = evaluate(result.scorer(), parts.test, exclude=known, history=known, segments=True)
     training = training_record(args.dataset, parts, metrics, finetune=result.to_dict(),
                                wall_time_s=round(time.time() - started, 2))
     result.save(args.out, training=training)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the checkpoint supersedes the resume state
     alignment = result.alignment.to_dict()
     print_json({"checkpoint": args.out, "base": args.checkpoint, "alignment": alignment,
                 "protocol": training["protocol"], "metrics": training["metrics"],

@@ -11,6 +11,7 @@ Modules:
     adapters        LoRA on tower layers, low-rank deltas on tables; merge_adapters
     adapter_io      save_adapter / load_adapter: the delta only, checked against its base
     loop            run_stage: one stage's training loop with early stopping
+    resume          FinetuneResume: finetune(resume_dir=...) state after every epoch
     finetune        finetune() -> FineTuneResult (save, save_adapter, scorer)
     scoring         TargetScorer: evaluate a grown model in the target's ids and catalog
     compare         compare(): popularity / scratch / zero-shot / frozen / full / adapters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from recft.finetune.freezing import mark_pretrained
 from recft.finetune.loop import Objective, StageHistory, run_stage
 from recft.finetune.model import attach_heads
 from recft.finetune.recipe import Recipe
+from recft.finetune.resume import FinetuneResume, fingerprint
 from recft.finetune.scoring import TargetScorer
 from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
 from recft.train.batches import BatchBuilder
@@ -97,7 +99,7 @@ class FineTuneResult:
 def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None,
              valid: Interactions | None = None, *, valid_history: Interactions | None = None,
              base: str | Path | None = None, progress: bool = True,
-             verbose: bool = False) -> FineTuneResult:
+             verbose: bool = False, resume_dir: str | Path | None = None) -> FineTuneResult:
     """Fine-tune a pretrained model on a target domain, following ``recipe``.
 
     1. The target's raw ids are aligned with the model's vocabularies; tables grow for
@@ -116,6 +118,10 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
             the split's ``valid_history`` for cold users).
         base: the base checkpoint directory, recorded in saved checkpoints.
         progress: tqdm bars; verbose: print each stage's trainable-parameter table.
+        resume_dir: folder for resumable state, written atomically after every epoch of
+            every stage. A rerun with the same folder (and the same freshly loaded base,
+            recipe and data) skips what was done and ends with bit-identical weights and
+            the same histories; other inputs raise ``CheckpointError``.
 
     Returns:
         A FineTuneResult; ``result.scorer()`` evaluates in target ids.
@@ -128,6 +134,9 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
         result.save("runs/finetuned")
     """
     recipe = recipe or Recipe.default()
+    resume = None
+    if resume_dir is not None:  # fingerprint the base before it is modified below
+        resume = FinetuneResume(resume_dir, fingerprint(model, recipe, train, valid, base))
     torch.manual_seed(recipe.seed)
     _unfuse(model)
     mark_pretrained(model)
@@ -148,13 +157,23 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
     if valid is not None and len(valid):
         validate = _validator(TargetScorer(model, alignment), valid,
                               valid_history if valid_history is not None else train, recipe)
-    histories = []
-    offset = 0
-    for stage in recipe.stages:
+    # the steps above are deterministic, so a resumed run redoes them on the fresh base and
+    # then loads the saved weights (and RNG states) over the result
+    point = resume.load(model) if resume is not None else None
+    histories = list(point.histories) if point is not None else []
+    offset = sum(stage.epochs for stage in recipe.stages[:len(histories)])
+    for index, stage in enumerate(recipe.stages[len(histories):], start=len(histories)):
+        # after each epoch: the finished stages' histories, this stage's progress
+        on_epoch = None if resume is None else functools.partial(resume.save, model,
+                                                                 list(histories))
+        current = point.current if point is not None and index == len(point.histories) \
+            else None
         histories.append(run_stage(model, stage, builder, objective, seed=recipe.seed,
                                    epoch_offset=offset, validate=validate, progress=progress,
-                                   verbose=verbose))
+                                   verbose=verbose, resume=current, on_epoch=on_epoch))
         offset += stage.epochs
+        if resume is not None:
+            resume.save(model, histories)  # the stage's end, with its best weights restored
     model.requires_grad_(True)  # the stages' freezing was theirs, not the model's state
     return FineTuneResult(model.eval(), recipe, histories, alignment,
                           None if base is None else str(base), wrapped)

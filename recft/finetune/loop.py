@@ -65,6 +65,31 @@ class StageHistory:
 
 
 @dataclass
+class StageProgress:
+    """A stage after a finished epoch: what a resumed run needs to continue it exactly.
+
+    Attributes:
+        history: the stage's history so far.
+        epochs_done: finished epochs (the index of the next one).
+        bad_epochs: epochs since the early-stopping metric last improved.
+        best_state: the best weights so far (with ``restore_best`` and validation), else None.
+        elapsed: wall seconds the stage has taken so far (its ``wall_seconds`` keeps counting).
+        optimizer_state: ``StageOptimizers.state_tensors()`` to load when resuming; None when
+            the progress is being saved (the live optimizers are passed alongside).
+    """
+
+    history: StageHistory
+    epochs_done: int
+    bad_epochs: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    elapsed: float = 0.0
+    optimizer_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+
+
+EpochCallback = Callable[[StageProgress, StageOptimizers], None]
+
+
+@dataclass
 class Objective:
     """Everything the loss needs besides the batch: recipe, temperature, per-example data."""
 
@@ -118,7 +143,8 @@ class Objective:
 
 def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: Objective, *,
               seed: int, epoch_offset: int = 0, validate: Validator | None = None,
-              progress: bool = True, verbose: bool = False) -> StageHistory:
+              progress: bool = True, verbose: bool = False, resume: StageProgress | None = None,
+              on_epoch: EpochCallback | None = None) -> StageHistory:
     """Train ``model`` for one stage (in place) and return its history.
 
     Frozen parameters get no gradient and no optimizer state (``set_trainable``). With
@@ -131,9 +157,14 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     Args:
         epoch_offset: added to the epoch index for batch order, so stages differ.
         validate: returns metrics on held-out data (e.g. ``{"ndcg@10": ...}``).
+        resume: continue a stage saved by ``on_epoch`` (the model must already hold the
+            weights saved with it); finished epochs are skipped.
+        on_epoch: called after every epoch (after the early-stopping decision) with the
+            stage's progress and live optimizers, e.g. to checkpoint them.
     """
-    started = time.perf_counter()
-    history = StageHistory(stage.name)
+    started = time.perf_counter() - (resume.elapsed if resume else 0.0)
+    history = resume.history if resume else StageHistory(stage.name)
+    first = resume.epochs_done if resume else 0
     options = {"freeze_tower_layers": stage.freeze_tower_layers,
                "train_only_new_rows": stage.train_only_new_rows}
     names = resolve_trainable(model, stage.trainable, **options)
@@ -144,10 +175,28 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     report = set_trainable(model, active, verbose=verbose, **options)
     widest = report
     optimizers = StageOptimizers(model, report.trainable_names, stage)
+
+    def widen(epoch: int, loud: bool) -> None:
+        nonlocal released, report, widest
+        every = stage.gradual_unfreeze_every
+        if every and epoch and epoch % every == 0 and released < len(groups):
+            active.update(groups[released])
+            released += 1
+            report = set_trainable(model, active, verbose=loud, **options)
+            widest = report
+            optimizers.add(report.trainable_names)
+
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     metric = stage.early_stopping_metric if validate is not None else None
-    if metric is not None:
+    if resume is not None:
+        # replay the finished epochs' unfreezing so the optimizers have the saved layout
+        for epoch in range(1, first):
+            widen(epoch, False)
+        if resume.optimizer_state is not None:
+            optimizers.load_state_tensors(*resume.optimizer_state)
+        best_state, bad_epochs = resume.best_state, resume.bad_epochs
+    elif metric is not None:
         # the weights the stage starts from are a candidate too: on a small target an
         # epoch can make things worse, and then the stage should change nothing
         history.initial_valid = validate()
@@ -156,36 +205,32 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
         if stage.restore_best:
             best_state = _snapshot(model)
     try:
-        for epoch in range(stage.epochs):
-            every = stage.gradual_unfreeze_every
-            if every and epoch and epoch % every == 0 and released < len(groups):
-                active |= set(groups[released])
-                released += 1
-                report = set_trainable(model, active, verbose=verbose, **options)
-                widest = report
-                optimizers.add(report.trainable_names)
+        for epoch in range(first, stage.epochs):
+            if history.stopped_early:
+                break  # a resumed stage that had already stopped
+            widen(epoch, verbose)
             history.trainable_per_epoch.append(report.trainable_parameters)
             loss, examples, seconds = _train_epoch(model, builder, objective, optimizers,
                                                    seed, epoch_offset + epoch, stage, progress)
             history.loss.append(loss)
             history.examples_seen += examples
             history.epoch_seconds.append(seconds)
-            if validate is None:
-                continue
-            metrics = validate()
-            history.valid.append(metrics)
-            if metric is None:
-                continue
-            _check_metric(metric, metrics)
-            if metrics[metric] > history.best_metric:
-                history.best_metric, history.best_epoch, bad_epochs = metrics[metric], epoch + 1, 0
-                if stage.restore_best:
-                    best_state = _snapshot(model)
-            else:
-                bad_epochs += 1
-                if bad_epochs >= stage.patience:
-                    history.stopped_early = True
-                    break
+            if validate is not None:
+                metrics = validate()
+                history.valid.append(metrics)
+                if metric is not None:
+                    _check_metric(metric, metrics)
+                    if metrics[metric] > history.best_metric:
+                        history.best_metric, history.best_epoch = metrics[metric], epoch + 1
+                        bad_epochs = 0
+                        if stage.restore_best:
+                            best_state = _snapshot(model)
+                    else:
+                        bad_epochs += 1
+                        history.stopped_early = bad_epochs >= stage.patience
+            if on_epoch is not None:
+                on_epoch(StageProgress(history, epoch + 1, bad_epochs, best_state,
+                                       time.perf_counter() - started), optimizers)
     finally:
         remove_row_masks(model)
     if best_state is not None:

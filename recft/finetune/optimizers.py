@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torchrec.optim import RowWiseAdagrad
 
+from recft.errors import CheckpointError
 from recft.finetune.freezing import ADAPTER_MARK, pretrained_names, table_parameter_names
 from recft.finetune.recipe import Stage
+from recft.train.state import load_optimizer_state_tensors, optimizer_state_tensors
 
 
 class StageOptimizers:
@@ -89,6 +92,23 @@ class StageOptimizers:
     def current_lr(self) -> float:
         """LR of the first group (for logging)."""
         return self.optimizers[0].param_groups[0]["lr"] if self.optimizers else 0.0
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The optimizers' state as named tensors plus JSON-ready metadata (no pickle)."""
+        tensors, meta = optimizer_state_tensors(self._labelled())
+        return tensors, {"optimizers": meta, "count": len(self.optimizers), "steps": self.steps}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore ``state_tensors()`` into optimizers built for the same parameters."""
+        if meta["count"] != len(self.optimizers):
+            raise CheckpointError(f"saved stage {self.stage.name!r} had {meta['count']} "
+                                  f"optimizers, this run builds {len(self.optimizers)}")
+        load_optimizer_state_tensors(self._labelled(), tensors, meta["optimizers"])
+        self.steps = meta["steps"]  # the warm-up factor depends on it
+        self._apply_warmup()
+
+    def _labelled(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        return [(str(index), optimizer) for index, optimizer in enumerate(self.optimizers)]
 
     def _apply_warmup(self) -> None:
         warmup = self.stage.warmup_steps

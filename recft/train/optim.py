@@ -13,6 +13,7 @@ from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 
 from recft.config import ConfigError
+from recft.train.state import load_optimizer_state_tensors, optimizer_state_tensors
 
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "sparse_adam")
 DENSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
@@ -102,20 +103,7 @@ class TrainingOptimizers:
     # ------------------------------------------------------------------ state for resuming
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Optimizer state as flat named tensors plus JSON-ready metadata."""
-        tensors: dict[str, torch.Tensor] = {}
-        meta: dict[str, Any] = {}
-        for label, optimizer in self._torch_optimizers():
-            state = optimizer.state_dict()
-            scalars: dict[str, Any] = {}
-            for index, values in state["state"].items():
-                for key, value in values.items():
-                    if isinstance(value, torch.Tensor):
-                        tensors[f"{label}/{index}/{key}"] = value.detach().clone()
-                    else:
-                        # Python numbers stay Python numbers (SparseAdam's step is an int:
-                        # as a float32 tensor its bias correction would round differently)
-                        scalars[f"{index}/{key}"] = value
-            meta[label] = {"param_groups": state["param_groups"], "scalars": scalars}
+        tensors, meta = optimizer_state_tensors(self._torch_optimizers())
         for name, fused in self.fused.items():
             for param, values in fused.fused_optimizer().state_dict()["state"].items():
                 for key, value in values.items():
@@ -124,16 +112,7 @@ class TrainingOptimizers:
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore what ``state_tensors`` returned."""
-        for label, optimizer in self._torch_optimizers():
-            state: dict[int, dict[str, Any]] = {}
-            prefix = f"{label}/"
-            entries = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            entries.update(meta[label]["scalars"])
-            for key, value in entries.items():
-                index, name = key.split("/", 1)
-                state.setdefault(int(index), {})[name] = value
-            optimizer.load_state_dict({"state": state,
-                                       "param_groups": meta[label]["param_groups"]})
+        load_optimizer_state_tensors(self._torch_optimizers(), tensors, meta)
         for name, fused in self.fused.items():
             fused_state: dict[str, dict[str, torch.Tensor]] = {}
             prefix = f"fused/{name}/"

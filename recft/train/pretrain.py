@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +19,13 @@ from recft.train.batches import Batch, BatchBuilder
 from recft.train.losses import bpr_loss, sampled_softmax_loss
 from recft.train.optim import TrainingOptimizers
 from recft.train.settings import History, PretrainConfig
-from recft.train.state import load_training_state, save_training_state, split_prefix
+from recft.train.state import (
+    as_json,
+    data_fingerprint,
+    load_training_state,
+    save_training_state,
+    split_prefix,
+)
 
 # fields that may change between a run and its resumption without changing its result
 _RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every"}
@@ -200,7 +205,7 @@ class _Loop:
             "loss_sum": self.loss_sum, "examples": self.examples, "seconds": self.seconds,
             "history": self.history.to_dict(), "optimizers": optim_meta,
             "model_config": self.model.config.to_dict(), "pretrain_config": self.settings.to_dict(),
-            "data": _fingerprint(self.train),
+            "data": data_fingerprint(self.train),
         }
         save_training_state(self.resume_dir, tensors, meta)
 
@@ -224,28 +229,16 @@ class _Loop:
 
     def _check_compatible(self, meta: dict[str, Any]) -> None:
         where = f"{self.resume_dir}: saved training state"
-        if meta["model_config"] != _as_json(self.model.config.to_dict()):
+        if meta["model_config"] != as_json(self.model.config.to_dict()):
             raise CheckpointError(f"{where} is for another architecture: {meta['model_config']}")
-        ours = _as_json(self.settings.to_dict())
+        ours = as_json(self.settings.to_dict())
         changed = sorted(k for k, v in meta["pretrain_config"].items()
                          if k not in _RESUMABLE_CHANGES and ours.get(k) != v)
         if changed:
             raise CheckpointError(f"{where} used different settings for {changed}; "
                                   "use another resume_dir or the same PretrainConfig")
-        if meta["data"] != _fingerprint(self.train):
+        if meta["data"] != data_fingerprint(self.train):
             raise CheckpointError(f"{where} is for other training data ({meta['data']})")
-
-
-def _as_json(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` as read back from JSON (tuples become lists), for comparisons."""
-    return json.loads(json.dumps(values))
-
-
-def _fingerprint(train: Interactions) -> dict[str, int]:
-    """Cheap identity of a training set: a resumed run must see the same examples."""
-    return {"interactions": len(train), "users": train.user_vocab_size,
-            "items": train.catalog_size,
-            "checksum": int((train.user_ids * 1_000_003 + train.item_ids).sum() % (2**61 - 1))}
 
 
 def _validate(model: TwoTower, valid: Interactions, train: Interactions,

@@ -50,6 +50,61 @@ def load_training_state(
     return tensors, meta
 
 
+def optimizer_state_tensors(
+    optimizers: list[tuple[str, torch.optim.Optimizer]],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Plain torch optimizers' state as flat named tensors (``label/index/key``) plus
+    JSON-ready metadata (param groups and non-tensor state), so no pickle is needed.
+
+    Args:
+        optimizers: ``(label, optimizer)`` pairs; labels must be unique and contain no "/".
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for label, optimizer in optimizers:
+        state = optimizer.state_dict()
+        scalars: dict[str, Any] = {}
+        for index, values in state["state"].items():
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{label}/{index}/{key}"] = value.detach().clone()
+                else:
+                    # Python numbers stay Python numbers (SparseAdam's step is an int: as a
+                    # float32 tensor its bias correction would round differently)
+                    scalars[f"{index}/{key}"] = value
+        meta[label] = {"param_groups": state["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def load_optimizer_state_tensors(
+    optimizers: list[tuple[str, torch.optim.Optimizer]],
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+) -> None:
+    """Restore what ``optimizer_state_tensors`` returned into optimizers built the same way."""
+    for label, optimizer in optimizers:
+        if label not in meta:
+            raise CheckpointError(f"saved optimizer state has no optimizer {label!r}")
+        state: dict[int, dict[str, Any]] = {}
+        entries = split_prefix(tensors, f"{label}/")
+        entries.update(meta[label]["scalars"])
+        for key, value in entries.items():
+            index, name = key.split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta[label]["param_groups"]})
+
+
+def as_json(values: Any) -> Any:
+    """``values`` as read back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(values))
+
+
+def data_fingerprint(train: Any) -> dict[str, int]:
+    """Cheap identity of an ``Interactions``: a resumed run must see the same examples."""
+    return {"interactions": len(train), "users": train.user_vocab_size,
+            "items": train.catalog_size,
+            "checksum": int((train.user_ids * 1_000_003 + train.item_ids).sum() % (2**61 - 1))}
+
+
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under ``prefix`` with the prefix removed."""
     return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
