@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pretrain a two-tower base model and save a checkpoint with its model card",
         description="Pretrain a two-tower model on a dataset split, evaluate it on the test part "
         "(full ranking, seen items excluded) and save a portable checkpoint. A killed run "
-        "resumes from <out>/.resume when started again with the same flags.",
+        "resumes from <out>.resume (next to <out>) when started again with the same flags.",
         epilog="example: recft pretrain --dataset ml-100k --split random:0.8,0.1,0.1 --seed 0 --out runs/ml100k",
     )
     add_dataset_args(parser)
