@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,44 +28,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 
 from recft.data import Interactions, Vocabulary
 from recft.io import atomic_write_text
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 from recft.serving import Recommender, recommend_batch
+from peak_memory import PeakMemory
 
 RESULTS = Path(__file__).parent / "results" / "batch_recommend.json"
 K = 100
-
-
-class PeakMemory:
-    """Samples the process RSS in a thread; ``peak - baseline`` is the extra memory used."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.process = psutil.Process()
-        self.interval = interval
-        self.baseline = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def extra_mib(self) -> float:
-        return (self.peak - self.baseline) / 2**20
 
 
 def timed(function: Callable[[], Any]) -> tuple[Any, float, float, float]:
