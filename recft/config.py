@@ -29,11 +29,23 @@ class ConfigMixin:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls: type[T], values: dict[str, Any], *, source: str = "config") -> T:
+    def from_dict(cls: type[T], values: dict[str, Any], *, source: str = "config",
+                  strict: bool = False) -> T:
+        """Build from a mapping.
+
+        Args:
+            values: field values.
+            source: where they came from, for error messages.
+            strict: unknown keys are an error (files a person wrote: a typo must not be
+                ignored) instead of a warning (configs written by another recft version).
+        """
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping, got {type(values).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - set(known))
+        if unknown and strict:
+            raise ConfigError(f"{source}: unknown {cls.__name__} fields {unknown}; "
+                              f"valid: {', '.join(sorted(known))}")
         if unknown:
             warnings.warn(
                 f"{source}: ignoring unknown {cls.__name__} fields {unknown} "
@@ -80,7 +92,7 @@ class ConfigMixin:
         except Exception as error:
             raise ConfigError(f"{path}: cannot parse: {error}") from None
         try:
-            return cls.from_dict(values or {}, source=str(path))
+            return cls.from_dict(values or {}, source=str(path), strict=True)
         except ConfigError as error:
             message = str(error)
             raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None

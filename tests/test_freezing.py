@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.distributed.optim import _apply_optimizer_in_backward
 
+from recft.config import ConfigError
 from recft.errors import TrainingError
 from recft.finetune.freezing import (
     mark_pretrained,
@@ -95,7 +96,7 @@ def test_stage_that_trains_nothing_raises(checkerboard) -> None:
     mark_pretrained(model)
     with pytest.raises(TrainingError, match="trains nothing"):
         set_trainable(model, "new")
-    with pytest.raises(TrainingError, match="no parameter"):
+    with pytest.raises(ConfigError, match="no parameter"):  # a recipe typo: bad input
         set_trainable(model, ["decoder.*"])
     with pytest.raises(TrainingError, match="no adapters"):
         set_trainable(model, "adapters")

@@ -82,3 +82,16 @@ def test_stage_lookup() -> None:
     assert recipe.stage("full") is recipe.stages[1]
     with pytest.raises(ConfigError, match="frozen"):
         recipe.stage("missing")
+
+
+def test_a_typo_in_a_recipe_file_is_an_error_not_a_warning(tmp_path) -> None:
+    from recft.config import ConfigError
+    from recft.finetune.recipe import Recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text("stages:\n  - name: frozen\n    trainable: new\n    epoch: 1\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml stage 1: unknown Stage fields \['epoch'\]"):
+        Recipe.load(path)
+    path.write_text("lerning_rate: 0.1\nstages:\n  - name: frozen\n    trainable: new\n")
+    with pytest.raises(ConfigError, match="unknown Recipe fields"):
+        Recipe.load(path)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from recft.config import ConfigError
 from recft.errors import TrainingError
 
 ADAPTER_MARK = "lora_"  # every adapter parameter name contains this fragment
@@ -130,8 +131,8 @@ def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
     grown = first_new_rows(model)
     if isinstance(trainable, list):
         chosen = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in trainable)}
-        if not chosen:
-            raise TrainingError(
+        if not chosen:  # a recipe typo: bad input (exit 2), not a failed run
+            raise ConfigError(
                 f"trainable patterns {trainable} match no parameter; names look like "
                 f"{names[:6]}"
             )

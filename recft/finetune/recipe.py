@@ -214,6 +214,16 @@ class Recipe(ConfigMixin):
         values["stages"] = [s.to_dict() for s in self.stages]
         return values
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "recipe",
+                  strict: bool = False) -> Recipe:
+        """Like ``ConfigMixin.from_dict``; stages are read with the same strictness."""
+        if isinstance(values, dict) and isinstance(values.get("stages"), list):
+            values = {**values, "stages": [
+                Stage.from_dict(s, source=f"{source} stage {i + 1}", strict=strict)
+                if isinstance(s, dict) else s for i, s in enumerate(values["stages"])]}
+        return super().from_dict(values, source=source, strict=strict)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
 
