@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -52,3 +53,24 @@ def test_config_file_with_unknown_key_names_the_file(tmp_path, capsys) -> None:
 def test_python_dash_m_recft_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "recft", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_config_file_alone_can_supply_required_flags(tmp_path, capsys) -> None:
+    config = tmp_path / "evaluate.yaml"
+    config.write_text("baseline: popularity\ndataset: synthetic:tiny\njson: true\nk: [5, 10]\n")
+    assert main(["evaluate", "--config", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "popularity" and "ndcg@5" in result["metrics"]
+    # the command line wins over the file
+    assert main(["evaluate", "--config", str(config), "--k", "3"]) == 0
+    assert "ndcg@3" in json.loads(capsys.readouterr().out)["metrics"]
+
+
+def test_missing_or_malformed_config_file_is_one_line(tmp_path, capsys) -> None:
+    assert main(["evaluate", "--config", str(tmp_path / "nope.yaml")]) == EXIT_USAGE
+    assert "config file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed\n")
+    assert main(["evaluate", "--config", str(bad)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Traceback" not in err

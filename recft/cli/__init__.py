@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from recft._version import __version__
+from recft.cli.config_file import expand_config
 from recft.errors import RecftError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -100,36 +101,11 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
                 _add_common_flags(sub)
 
 
-def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Parse once to find --config, then reparse with the file's values as defaults."""
-    args = parser.parse_args(argv)
-    if not getattr(args, "config", None):
-        return args
-    from recft.cli.common import load_config_defaults
-
-    defaults = load_config_defaults(args.config, args)
-    subparser = _find_subparser(parser, args)
-    subparser.set_defaults(**defaults)
-    return parser.parse_args(argv)
-
-
-def _find_subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    current = parser
-    for dest in ("command", "subcommand"):
-        name = getattr(args, dest, None)
-        if name is None or current._subparsers is None:
-            break
-        for action in current._subparsers._group_actions:
-            if name in getattr(action, "choices", {}):
-                current = action.choices[name]
-    return current
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _apply_config_file(parser, argv)
+        args = parser.parse_args(expand_config(parser, argv))
     except RecftError as error:
         return _report(error)
     if not getattr(args, "command", None) or not hasattr(args, "handler"):

@@ -1,12 +1,9 @@
-"""Flags shared by several commands: dataset source, split, seed, config files."""
+"""Flags shared by several commands: dataset source, split and seed; JSON output."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
 
-from recft.errors import DataError
 
 DEFAULT_SPLIT = "random:0.8,0.1,0.1"
 
@@ -52,32 +49,6 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
         f"cold-item:0.1 (default {DEFAULT_SPLIT})",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the split and training (default 0)")
-
-
-def load_config_defaults(path: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Read a YAML/JSON mapping of flag values; keys may use dashes or underscores."""
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise DataError("config file not found", path=file)
-    try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise DataError(f"not valid YAML: {error}", path=file) from None
-    if not isinstance(values, dict):
-        raise DataError("expected a mapping of flag names to values", path=file)
-    known = set(vars(args))
-    defaults = {}
-    for key, value in values.items():
-        dest = str(key).replace("-", "_")
-        if dest not in known:
-            raise DataError(
-                f"unknown option {key!r}; valid: {', '.join(sorted(k for k in known if k != 'handler'))}",
-                path=file,
-            )
-        defaults[dest] = value
-    return defaults
 
 
 def print_json(values: object) -> None:
