@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
 
@@ -68,23 +69,24 @@ def _load_model(args: argparse.Namespace, train, interactions):
 
         factory = {"popularity": MostPopular, "ease": EASE, "itemknn": ItemKNN}[args.baseline]
         return factory().fit(train)
-    from recft.models import TwoTower
+    from recft.models.checkpoint import load_pretrained
 
-    model = TwoTower.from_pretrained(args.checkpoint)
-    _check_vocabulary(model, interactions, args.checkpoint)
-    return model
+    model = load_pretrained(args.checkpoint)
+    if model.item_vocab == interactions.item_vocab and model.user_vocab == interactions.user_vocab:
+        return model
+    # A fine-tuned checkpoint holds the base's ids plus the target's; another dataset may
+    # hold ids the checkpoint never saw. Align by raw id and rank the dataset's catalog.
+    from recft.finetune import zero_shot
 
-
-def _check_vocabulary(model, interactions, checkpoint: str) -> None:
-    from recft.errors import CheckpointError
-
-    if model.item_vocab != interactions.item_vocab or model.user_vocab != interactions.user_vocab:
-        raise CheckpointError(
-            f"{checkpoint}: the checkpoint's vocabularies differ from the dataset's "
-            f"({len(model.user_vocab)} users / {len(model.item_vocab)} items vs "
-            f"{len(interactions.user_vocab)} / {len(interactions.item_vocab)}); "
-            "fine-tune it on this dataset first (recft finetune)"
-        )
+    scorer = zero_shot(model, interactions)
+    counts = scorer.alignment.to_dict()["counts"]
+    new_users, new_items = counts["users"]["new"], counts["items"]["new"]
+    if new_users or new_items:
+        logging.getLogger("recft").warning(
+            "%s: %d users and %d items of %s are unknown to the checkpoint; users are served "
+            "by their history, items by rows initialised from their features",
+            args.checkpoint, new_users, new_items, args.dataset)
+    return scorer
 
 
 def _print_table(result: dict) -> None:
