@@ -76,9 +76,9 @@ def _load_model(args: argparse.Namespace, train, interactions):
         return model
     # A fine-tuned checkpoint holds the base's ids plus the target's; another dataset may
     # hold ids the checkpoint never saw. Align by raw id and rank the dataset's catalog.
-    from recft.finetune import zero_shot
+    from recft.finetune import target_scorer
 
-    scorer = zero_shot(model, interactions)
+    scorer = target_scorer(model, interactions)
     counts = scorer.alignment.to_dict()["counts"]
     new_users, new_items = counts["users"]["new"], counts["items"]["new"]
     if new_users or new_items:

@@ -35,7 +35,7 @@ from recft.finetune.heads import Head, HeadBatch, register_head
 from recft.finetune.model import FineTunedTwoTower, attach_heads
 from recft.finetune.recipe import Recipe, Stage
 from recft.finetune.scenarios import SCENARIOS, Scenario, cohort_split
-from recft.finetune.scoring import TargetScorer, zero_shot
+from recft.finetune.scoring import TargetScorer, target_scorer, zero_shot
 from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
 
 __all__ = [
@@ -44,5 +44,5 @@ __all__ = [
     "align_vocabulary", "attach_adapters", "attach_heads", "cohort_split", "compare",
     "comparison_markdown", "delta_size",
     "example_weights", "finetune", "load_adapter", "merge_adapters", "register_head",
-    "save_adapter", "set_trainable", "subsample", "zero_shot",
+    "save_adapter", "set_trainable", "subsample", "target_scorer", "zero_shot",
 ]

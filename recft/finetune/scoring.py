@@ -52,15 +52,27 @@ class TargetScorer:
         return f"TargetScorer({type(self.model).__name__}, catalog={len(self._item_index):,})"
 
 
-def zero_shot(model: nn.Module, target: Interactions, init: str = "feature_mean",
-              user_init: str = "zeros") -> TargetScorer:
-    """The pretrained model, untouched, scoring the target domain.
+def target_scorer(model: nn.Module, target: Interactions, init: str = "feature_mean",
+                  user_init: str = "zeros") -> TargetScorer:
+    """Score ``target``'s ids and catalog with ``model``, aligning vocabularies by raw id.
 
-    Tables grow for the target's new ids (initialised by ``init`` / ``user_init``; new
-    users start at zeros, so they are represented by their history alone), then nothing
-    trains. This is the "zero-shot" row of every comparison.
+    Ids the model has never seen get new rows (``init`` / ``user_init``; new users start at
+    zeros, so their history alone represents them); nothing trains. Use it to evaluate a
+    saved fine-tuned checkpoint on its target data, or any checkpoint on another dataset.
+
+    Example::
+
+        scorer = target_scorer(load_pretrained("runs/tuned"), split.train)
+        evaluate(scorer, split.test, exclude=split.known("test"))
     """
     from recft.finetune.vocab_transfer import align_vocabulary
 
     alignment = align_vocabulary(model, target, init=init, user_init=user_init)
     return TargetScorer(model.eval(), alignment)
+
+
+def zero_shot(model: nn.Module, target: Interactions, init: str = "feature_mean",
+              user_init: str = "zeros") -> TargetScorer:
+    """The pretrained model, untouched, scoring the target domain: the "zero-shot" row of
+    every comparison (``target_scorer`` of a base checkpoint)."""
+    return target_scorer(model, target, init=init, user_init=user_init)
