@@ -72,6 +72,7 @@ def test_compare_writes_rows_for_every_strategy_and_fraction(base: Path) -> None
                  "--out", str(out), "-q"]) == 0
     rows = json.loads((out / "comparison.json").read_text())
     assert isinstance(rows, list)
+    assert "| frozen |" in (out / "comparison.md").read_text()
     assert {(r["strategy"], r["fraction"]) for r in rows} == {
         (s, f) for s in ("popularity", "zero-shot", "frozen") for f in (0.5, 1.0)}
     for row in rows:

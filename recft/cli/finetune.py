@@ -123,6 +123,10 @@ def _compare(args: argparse.Namespace) -> int:
         rows = compare(args.checkpoint, target, args.split, seed=args.seed, fractions=fractions,
                        strategies=strategies, out=args.out, progress=not args.quiet,
                        log=None if args.quiet else print)
+        from recft.io import atomic_write_text
+
+        atomic_write_text(Path(args.out) / "comparison.md",
+                          f"# {args.dataset} from {args.checkpoint}\n\n{comparison_markdown(rows)}")
     print(comparison_markdown(rows))
     print(f"wrote {Path(args.out) / 'comparison.json'}")
     return 0
