@@ -12,7 +12,6 @@ GPU_PACKAGES ?= torch==2.13.0 fbgemm-gpu==1.8.0
 STAMP := $(VENV)/.recft-installed
 # pip on some machines prints a warning per missing local index folder; it is noise.
 PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
-export RECFT_DATA_DIR ?= $(CURDIR)/data
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter/config
 export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter/data
 export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
