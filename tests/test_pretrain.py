@@ -19,16 +19,6 @@ pretrain_module = importlib.import_module("recft.train.pretrain")
 CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER = 4, 20, 10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny steps: with the default OpenMP threads on a busy shared machine, workers spinning
-    for a core make each step ~10x slower than running on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def clustered() -> tuple[Interactions, Interactions, Interactions]:
     """Users of cluster c only interact with items of cluster c: a known right answer."""
