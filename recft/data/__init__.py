@@ -43,7 +43,6 @@ _LAZY = {
     "load": "registry",
     "dataset_names": "registry",
     "default_data_dir": "registry",
-    "download": "download",
     "binarize": "transforms",
     "log1p_weights": "transforms",
     "kcore_filter": "transforms",
@@ -57,12 +56,10 @@ _LAZY = {
     "leave_last_out": "splits",
     "cold_user_split": "splits",
     "cold_item_split": "splits",
-    "synthetic": "synthetic",
-    "DomainPair": "synthetic",
-    "describe": "describe",
 }
 
-__all__ = ["CategoricalFeature", "EntityFeatures", "Interactions", "Vocabulary", *_LAZY]
+__all__ = ["CategoricalFeature", "DomainPair", "EntityFeatures", "Interactions", "Vocabulary",
+           "describe", "download", "synthetic", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
