@@ -84,20 +84,22 @@ def run_most_popular(split: ProtocolSplit) -> dict[str, Any]:
     return {**score_test(MostPopular().fit(split.train), split), "params": {}}
 
 
-def run_ease(split: ProtocolSplit) -> dict[str, Any]:
-    tuning = {l2: score_valid(EASE(l2=l2).fit(split.train), split)[TUNING_METRIC]
-              for l2 in EASE_L2_GRID}
+def _tuned(factory: Callable[[Any], Any], grid: tuple[Any, ...], label: str,
+           split: ProtocolSplit) -> dict[str, Any]:
+    """Fit one model per grid value, keep the best on valid, score it on test (no refit)."""
+    fitted = {value: factory(value).fit(split.train) for value in grid}
+    tuning = {value: score_valid(model, split)[TUNING_METRIC] for value, model in fitted.items()}
     best = max(tuning, key=tuning.get)
-    metrics = score_test(EASE(l2=best).fit(split.train), split)
-    return {**metrics, "params": {"l2": best}, "valid": {f"l2={k:g}": v for k, v in tuning.items()}}
+    return {**score_test(fitted[best], split), "params": {label: best},
+            "valid": {f"{label}={value:g}": score for value, score in tuning.items()}}
+
+
+def run_ease(split: ProtocolSplit) -> dict[str, Any]:
+    return _tuned(lambda l2: EASE(l2=l2), EASE_L2_GRID, "l2", split)
 
 
 def run_itemknn(split: ProtocolSplit) -> dict[str, Any]:
-    tuning = {k: score_valid(ItemKNN(k=k).fit(split.train), split)[TUNING_METRIC]
-              for k in ITEMKNN_K_GRID}
-    best = max(tuning, key=tuning.get)
-    metrics = score_test(ItemKNN(k=best).fit(split.train), split)
-    return {**metrics, "params": {"k": best}, "valid": {f"k={k}": v for k, v in tuning.items()}}
+    return _tuned(lambda k: ItemKNN(k=k), ITEMKNN_K_GRID, "k", split)
 
 
 def run_two_tower(split: ProtocolSplit) -> dict[str, Any]:
