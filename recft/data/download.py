@@ -21,7 +21,9 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from recft.data.registry import Release, default_data_dir, releases
 from recft.errors import DataError
@@ -172,40 +174,36 @@ def _safe_member_path(name: str, destination: Path, archive: Path) -> Path:
 
 def _extract_zip(archive: Path, destination: Path) -> None:
     with zipfile.ZipFile(archive) as bundle:
-        members = bundle.infolist()
-        for member in members:  # check everything before writing anything
-            _safe_member_path(member.filename, destination, archive)
-            if stat.S_ISLNK(member.external_attr >> 16):
-                raise DataError(f"archive member {member.filename!r} is a symbolic link; "
-                                "releases contain only files", path=archive)
-        for member in members:
-            path = _safe_member_path(member.filename, destination, archive)
-            if member.is_dir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with bundle.open(member) as source, open(path, "wb") as out:
-                shutil.copyfileobj(source, out, _CHUNK)
+        _write_members(
+            [(m.filename, m.is_dir(), not stat.S_ISLNK(m.external_attr >> 16),
+              lambda m=m: bundle.open(m)) for m in bundle.infolist()],
+            destination, archive)
 
 
 def _extract_tar(archive: Path, destination: Path) -> None:
     with tarfile.open(archive, "r:*") as bundle:
-        members = bundle.getmembers()
-        for member in members:
-            _safe_member_path(member.name, destination, archive)
-            if not (member.isfile() or member.isdir()):
-                raise DataError(f"archive member {member.name!r} is a link or device; "
-                                "releases contain only files", path=archive)
-        for member in members:
-            path = _safe_member_path(member.name, destination, archive)
-            if member.isdir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            source = bundle.extractfile(member)
-            assert source is not None  # regular files always have content
-            with source, open(path, "wb") as out:
-                shutil.copyfileobj(source, out, _CHUNK)
+        _write_members(
+            [(m.name, m.isdir(), m.isfile() or m.isdir(), lambda m=m: bundle.extractfile(m))
+             for m in bundle.getmembers()],
+            destination, archive)
+
+
+def _write_members(members: list[tuple[str, bool, bool, Callable[[], Any]]], destination: Path,
+                   archive: Path) -> None:
+    """Write ``(name, is_dir, is_plain, open)`` members, checking all of them first."""
+    for name, _, plain, _ in members:  # check everything before writing anything
+        _safe_member_path(name, destination, archive)
+        if not plain:
+            raise DataError(f"archive member {name!r} is a symbolic link, hard link or device; "
+                            "releases contain only files", path=archive)
+    for name, is_dir, _, open_member in members:
+        path = _safe_member_path(name, destination, archive)
+        if is_dir:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as source, open(path, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)
 
 
 def _flatten_single_folder(staging: Path) -> None:
