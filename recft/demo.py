@@ -49,9 +49,9 @@ def run_demo(out: str | Path | None = None, reports: str | Path | None = None,
     """
     from recft.notebooks import run
 
-    # The demo's models are small: one thread trains them as fast as two on an idle 2-core
-    # machine (2.6 s vs 2.8 s per epoch) and 10x faster when anything else competes for
-    # the cores. Kernels inherit this; set OMP_NUM_THREADS yourself to override.
+    # The demo's models are small: on this 2-core machine two threads save 18% per epoch
+    # when idle but cost 3.4x beside one busy core (benchmarks/threads.py), and a busy core
+    # is the common case (tests, other kernels). Set OMP_NUM_THREADS yourself to override.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     runs = Path(out or REPO / "runs" / "demo").resolve()
     reports_root = Path(reports or REPO / "reports").resolve()

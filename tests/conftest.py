@@ -53,8 +53,8 @@ def synthetic_music_pair() -> DomainPair:
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
-    """Tests use tiny models, for which thread start-up costs more than it saves; on a
-    shared 2-core machine one thread runs them 10-20x faster (measured on the finetune tests)."""
+    """Tests use tiny models, and on a 2-core machine with another busy process two threads
+    are several times slower than one (benchmarks/threads.py: 3.4x per pretraining epoch)."""
     import torch
 
     torch.set_num_threads(1)
