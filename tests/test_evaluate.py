@@ -63,6 +63,34 @@ def test_chunked_evaluation_equals_direct_metrics() -> None:
     assert all(history is train for history in scorer.histories)
 
 
+def test_embedding_model_encodes_the_catalog_once_and_scores_as_score_users() -> None:
+    from tiny_models import tiny_two_tower
+
+    train, test = skewed_split(seed=7)
+    model = tiny_two_tower(train, seed=7)
+    calls: list[int] = []
+    encode_items = model.encode_items
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return encode_items(*args, **kwargs)
+
+    model.encode_items = counted  # type: ignore[method-assign]
+
+    class ScoreUsersOnly:
+        """The same model seen through score_users alone (the generic path)."""
+
+        def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+            return model.score_users(users, history)
+
+    fast = evaluate(model, test, exclude=train, ks=(5, 10), batch_size=6)
+    assert len(calls) == 1  # one catalog encoding for all ceil(users / 6) chunks
+    calls.clear()
+    generic = evaluate(ScoreUsersOnly(), test, exclude=train, ks=(5, 10), batch_size=6)
+    assert len(calls) == -(-generic["num_users"] // 6)  # score_users re-encodes per chunk
+    assert fast == generic
+
+
 def test_default_chunk_keeps_the_score_block_within_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     train, test = skewed_split(seed=6)
     # `recft.evaluate.evaluate` is the function; the module lives in sys.modules

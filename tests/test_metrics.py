@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from recft.errors import DataError
-from recft.evaluate.metrics import RANKING_METRICS, auc, mae, rmse, topk_metrics
+from recft.evaluate.metrics import RANKING_METRICS, TopKTally, auc, mae, rmse, topk_metrics
 
 
 def naive_metrics(scores: np.ndarray, relevant: list[set[int]], exclude: list[set[int]],
@@ -61,6 +61,26 @@ def test_matches_naive_implementation_on_random_data(seed: int) -> None:
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_tally_over_blocks_equals_one_block() -> None:
+    rng = np.random.default_rng(5)
+    num_users, num_items = 30, 25
+    scores = torch.tensor(rng.standard_normal((num_users, num_items)))
+    relevant = sp.csr_matrix((rng.random((num_users, num_items)) < 0.15).astype(np.float32))
+    exclude = sp.csr_matrix((rng.random((num_users, num_items)) < 0.2).astype(np.float32))
+    popularity = rng.integers(0, 50, num_items)
+    whole, per_user = topk_metrics(scores, relevant, exclude=exclude, ks=(3, 7),
+                                   item_popularity=popularity, return_per_user=True)
+    tally = TopKTally(num_items, ks=(7, 3), item_popularity=popularity)
+    for start in range(0, num_users, 4):
+        rows = slice(start, start + 4)
+        tally.add(scores[rows], relevant[rows], exclude[rows])
+    assert list(tally.summary()) == list(whole)  # same keys in the same order
+    for key, value in whole.items():
+        assert tally.summary()[key] == pytest.approx(value, abs=1e-12), key
+    for key, values in per_user.items():
+        np.testing.assert_array_equal(tally.per_user()[key], values)
 
 
 def test_hand_computed_single_user() -> None:

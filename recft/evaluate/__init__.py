@@ -1,7 +1,8 @@
 """recft.evaluate: full-ranking evaluation, top-K metrics, segments, the Scorer protocol.
 
 Modules:
-    protocol   Scorer: ``score_users(users, history) -> (B, catalog_size)``
+    scorer     Scorer: ``score_users(users, history) -> (B, catalog_size)``
+    ranking    top-K lists of a score block, seen items excluded, relevance of each slot
     metrics    vectorised top-K metrics (RecBole definitions), coverage, RMSE/MAE/AUC
     evaluate   evaluate(model, test, exclude=train): chunked full ranking, seen items excluded
     segments   metrics by user activity bucket and by head / tail items
@@ -25,7 +26,7 @@ from recft.evaluate.metrics import (
     rmse,
     topk_metrics,
 )
-from recft.evaluate.protocol import Scorer
+from recft.evaluate.scorer import Scorer
 
 __all__ = [
     "ALL_METRICS",

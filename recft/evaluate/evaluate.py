@@ -1,8 +1,12 @@
-"""Full-ranking evaluation of any Scorer with seen-item exclusion, chunked over users."""
+"""Full-ranking evaluation of any Scorer with seen-item exclusion, chunked over users.
+
+The metric math is ``TopKTally``'s (the same as ``topk_metrics``); this module only feeds it
+one block of scores per chunk of users, so memory stays bounded whatever the user count.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,19 +14,8 @@ import torch
 
 from recft.data.interactions import Interactions
 from recft.errors import DataError
-from recft.evaluate.metrics import (
-    RANKING_METRICS,
-    normalize_ks,
-    resolve_metrics,
-    auc,
-    average_popularity,
-    mae,
-    per_user_metrics,
-    rank_block,
-    recommended_items,
-    rmse,
-)
-from recft.evaluate.protocol import Scorer
+from recft.evaluate.metrics import RANKING_METRICS, TopKTally, auc, mae, normalize_ks, rmse
+from recft.evaluate.scorer import Scorer
 from recft.evaluate.segments import head_items, item_segment_block, summarize_segments
 
 BLOCK_BYTES = 256 * 2**20
@@ -44,7 +37,9 @@ def evaluate(
     """Rank the whole catalog for every test user and average top-K metrics.
 
     Args:
-        model: a ``Scorer`` (``score_users(users, history) -> (B, catalog_size)``).
+        model: a ``Scorer`` (``score_users(users, history) -> (B, catalog_size)``); an
+            embedding model (``encode_users``, ``encode_items``, ``score``, like
+            ``TwoTower``) has its catalog encoded once instead of once per chunk.
         test: held-out interactions; each user's test items are the relevant set R.
         exclude: items never recommended to a user (train, or train + valid); they are
             scored -inf, so a model is not rewarded for repeating what the user has seen.
@@ -81,50 +76,34 @@ def evaluate(
         raise DataError(f"{test.name or 'test'} has no interactions to evaluate")
     exclude_matrix = exclude.user_item_sets() if exclude is not None else None
     popularity = history.item_popularity() if len(history) else None
-    names = resolve_metrics(metrics, popularity is not None)
-    ranking = [n for n in names if n in RANKING_METRICS]
-    if segments and not ranking:
+    tally = TopKTally(catalog, ks, metrics, popularity)
+    if segments and not tally.ranking:
         raise ValueError(f"segments need at least one ranking metric of {RANKING_METRICS}")
     head = head_items(popularity if popularity is not None else np.zeros(catalog)) \
         if segments else None
 
     rows_per_chunk = batch_size or max(1, BLOCK_BYTES // (4 * max(catalog, 1)))
     chunks = [users[start:start + rows_per_chunk] for start in range(0, users.size, rows_per_chunk)]
-    per_user_parts: list[dict[str, np.ndarray]] = []
     item_parts: list[dict[str, dict[str, np.ndarray]]] = []
-    covered = {k: np.zeros(catalog, dtype=bool) for k in ks}
     with _scoring_mode(model), torch.inference_mode():
+        score_chunk = _chunk_scorer(model, history)
         for chunk in _progress(chunks, progress):
-            scores = model.score_users(chunk, history)
+            scores = score_chunk(chunk)
             if tuple(scores.shape) != (chunk.size, catalog):
                 raise ValueError(
-                    f"{type(model).__name__}.score_users returned shape {tuple(scores.shape)}, "
-                    f"expected ({chunk.size}, {catalog}) = (users, catalog_size)"
+                    f"{type(model).__name__} scored shape {tuple(scores.shape)} for "
+                    f"{chunk.size} users, expected ({chunk.size}, {catalog}) = "
+                    "(users, catalog_size)"
                 )
             chunk_relevant = relevant[chunk]
-            block = rank_block(scores, chunk_relevant,
-                               None if exclude_matrix is None else exclude_matrix[chunk], max(ks))
+            block = tally.add(scores, chunk_relevant,
+                              None if exclude_matrix is None else exclude_matrix[chunk])
             del scores
-            part = per_user_metrics(block.hits, np.diff(chunk_relevant.indptr), ks, ranking)
-            if "avg_popularity" in names:
-                part.update(average_popularity(block, popularity, ks))
-            per_user_parts.append(part)
-            if "coverage" in names:
-                everyone = np.ones(chunk.size, dtype=bool)
-                for k in ks:
-                    covered[k] |= recommended_items(block, k, everyone, catalog)
             if segments:
-                item_parts.append(item_segment_block(block, chunk_relevant, head, ks, ranking))
+                item_parts.append(item_segment_block(block, chunk_relevant, head, ks,
+                                                     tally.ranking))
 
-    per_user = {key: np.concatenate([p[key] for p in per_user_parts]) for key in per_user_parts[0]}
-    result: dict[str, Any] = {}
-    for k in ks:
-        for name in names:
-            key = f"{name}@{k}"
-            if name == "coverage":
-                result[key] = float(covered[k].mean()) if catalog else 0.0
-            else:
-                result[key] = float(np.nanmean(per_user[key])) if per_user[key].size else 0.0
+    result: dict[str, Any] = tally.summary()
     result.update(
         num_users=int(users.size),
         num_items=int(catalog),
@@ -139,7 +118,7 @@ def evaluate(
             for name in ("head", "tail")
         }
         result["segments"] = summarize_segments(
-            per_user,
+            tally.per_user(),
             history.user_activity()[users],
             item_per_user,
             head,
@@ -171,6 +150,22 @@ def binary_metrics(scores: np.ndarray | torch.Tensor,
 
 
 # ---------------------------------------------------------------------- helpers
+def _chunk_scorer(model: Scorer, history: Interactions) -> Callable[[np.ndarray], torch.Tensor]:
+    """Scores of a chunk of users: ``score_users``, or for an embedding model the same
+    ``score(encode_users(users, history), encode_items())`` with the catalog encoded once.
+
+    ``TwoTower.score_users`` encodes the whole catalog on every call: at 100k items that
+    is 0.17 s per chunk on top of 0.4 s of scoring it (one thread); see ``Scorer``.
+    """
+    if all(callable(getattr(model, name, None))
+           for name in ("encode_users", "encode_items", "score")):
+        embedder: Any = model
+        item_embeddings = embedder.encode_items()
+        return lambda users: embedder.score(embedder.encode_users(users, history),
+                                            item_embeddings)
+    return lambda users: model.score_users(users, history)
+
+
 def _check_same_catalog(test: Interactions, other: Interactions | None, label: str) -> None:
     """Rows only mean the same item / user when both sides share the vocabularies."""
     if other is None:

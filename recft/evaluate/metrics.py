@@ -1,16 +1,20 @@
-"""Vectorised top-K ranking metrics (RecBole definitions), coverage, popularity, RMSE/MAE/AUC."""
+"""Vectorised top-K ranking metrics (RecBole definitions), coverage, popularity, RMSE/MAE/AUC.
+
+``TopKTally`` is the one implementation of the top-K metric math: ``topk_metrics`` feeds
+it one score matrix, ``recft.evaluate.evaluate`` one block per chunk of users.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from recft.errors import DataError
+from recft.evaluate.ranking import RankedBlock, as_csr, rank_block
 
 RANKING_METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 """Per-user metrics averaged over users with at least one relevant item."""
@@ -19,99 +23,6 @@ CATALOG_METRICS = ("coverage", "avg_popularity")
 """Metrics of the recommended lists themselves (no relevance needed)."""
 
 ALL_METRICS = RANKING_METRICS + CATALOG_METRICS
-
-
-@dataclass(frozen=True)
-class RankedBlock:
-    """The top-``kmax`` lists of a block of users and which entries are relevant.
-
-    Attributes:
-        items: (B, kmax) int64 item rows, best first.
-        hits: (B, kmax) bool, True where the item is relevant (never for excluded items).
-        valid: (B, kmax) bool, False where fewer than kmax items were rankable (the row
-            ran out of non-excluded items), so such slots count as neither hit nor coverage.
-    """
-
-    items: np.ndarray
-    hits: np.ndarray
-    valid: np.ndarray
-
-
-def as_csr(rows: sp.spmatrix | Sequence[np.ndarray], num_rows: int, num_items: int,
-           label: str = "relevant") -> sp.csr_matrix:
-    """A binary (num_rows x num_items) CSR with sorted, de-duplicated indices."""
-    if sp.issparse(rows):
-        matrix = sp.csr_matrix(rows, dtype=np.float32)
-    else:
-        if len(rows) != num_rows:
-            raise DataError(f"{label} has {len(rows)} rows, expected {num_rows} (one per user)")
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        columns = (np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
-                   if len(rows) else np.zeros(0, np.int64))
-        owners = np.repeat(np.arange(len(rows)), lengths)
-        if columns.size and (columns.min() < 0 or columns.max() >= num_items):
-            raise DataError(f"{label} holds item rows outside [0, {num_items})")
-        matrix = sp.csr_matrix((np.ones(columns.size, np.float32), (owners, columns)),
-                               shape=(num_rows, num_items))
-    if matrix.shape != (num_rows, num_items):
-        raise DataError(f"{label} has shape {matrix.shape}, expected {(num_rows, num_items)}")
-    matrix.sum_duplicates()  # also sorts indices, which rank_block's search relies on
-    matrix.eliminate_zeros()
-    matrix.data[:] = 1.0
-    return matrix
-
-
-def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_matrix | None,
-               kmax: int) -> RankedBlock:
-    """Top-``kmax`` items per row after excluding ``exclude``, and their relevance.
-
-    Args:
-        scores: (B, I) scores; left as they were on return.
-        relevant: (B, I) binary CSR without duplicates (see ``as_csr``).
-        exclude: (B, I) CSR of items never to recommend (seen items), or None.
-        kmax: list length; clipped to I.
-
-    Returns:
-        RankedBlock with (B, kmax) arrays.
-    """
-    if scores.dim() != 2:
-        raise DataError(f"scores must be 2-D (users x items), got shape {tuple(scores.shape)}")
-    num_rows, num_items = scores.shape
-    if relevant.shape != (num_rows, num_items):
-        raise DataError(f"relevant has shape {relevant.shape}, scores {(num_rows, num_items)}")
-    if not relevant.has_sorted_indices:
-        relevant = relevant.sorted_indices()
-    if not scores.is_floating_point():
-        scores = scores.float()
-    depth = min(kmax, num_items)
-    if exclude is not None and exclude.nnz:
-        coo = exclude.tocoo()
-        index = (torch.from_numpy(coo.row.astype(np.int64)).to(scores.device),
-                 torch.from_numpy(coo.col.astype(np.int64)).to(scores.device))
-        with _excluded(scores, index) as masked:
-            top_scores, top_items = torch.topk(masked, depth, dim=1)
-    else:
-        top_scores, top_items = torch.topk(scores, depth, dim=1)
-    # topk ranks NaN above everything, so checking the lists finds any NaN that matters
-    if torch.isnan(top_scores).any():
-        raise DataError("scores contain NaN; the model produced an invalid score")
-    valid = (top_scores > float("-inf")).cpu().numpy()
-    items = top_items.cpu().numpy().astype(np.int64)
-    if depth < kmax:
-        pad = kmax - depth
-        items = np.pad(items, ((0, 0), (0, pad)))
-        valid = np.pad(valid, ((0, 0), (0, pad)))
-    # one sorted search instead of a per-user loop: (row, item) pairs become row * I + item,
-    # which are globally sorted in a CSR with sorted indices
-    owners = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(relevant.indptr))
-    keys = owners * num_items + relevant.indices.astype(np.int64)
-    queries = np.arange(num_rows, dtype=np.int64)[:, None] * num_items + items
-    if keys.size:
-        position = np.searchsorted(keys, queries).clip(max=keys.size - 1)
-        hits = (keys[position] == queries) & valid
-    else:
-        hits = np.zeros_like(valid)
-    return RankedBlock(items=items, hits=hits, valid=valid)
 
 
 def per_user_metrics(hits: np.ndarray, num_relevant: np.ndarray, ks: Sequence[int],
@@ -191,27 +102,81 @@ def topk_metrics(
         scores = torch.tensor([[0.9, 0.1, 0.5]])
         topk_metrics(scores, [np.array([2])], ks=(1,))["hit@1"]   # 0.0: item 0 ranks first
     """
-    names = resolve_metrics(metrics, item_popularity is not None)
     num_users, num_items = scores.shape
-    ks = normalize_ks(ks)
+    tally = TopKTally(num_items, ks, metrics, item_popularity)
     relevant_csr = as_csr(relevant, num_users, num_items)
     exclude_csr = None if exclude is None else as_csr(exclude, num_users, num_items, "exclude")
-    block = rank_block(scores, relevant_csr, exclude_csr, max(ks))
-    num_relevant = np.diff(relevant_csr.indptr)
-    ranking = [n for n in names if n in RANKING_METRICS]
-    per_user = per_user_metrics(block.hits, num_relevant, ks, ranking)
-    evaluated = num_relevant > 0
-    if "avg_popularity" in names:
-        per_user.update(average_popularity(block, item_popularity, ks))
-    summary = {key: _mean(values[evaluated]) for key, values in per_user.items()}
-    if "coverage" in names:
-        for k in ks:
-            seen = recommended_items(block, k, evaluated, num_items)
-            summary[f"coverage@{k}"] = float(seen.mean()) if num_items else 0.0
-    summary = {key: summary[key] for key in _ordered_keys(names, ks) if key in summary}
+    tally.add(scores, relevant_csr, exclude_csr)
     if return_per_user:
-        return summary, per_user
-    return summary
+        return tally.summary(), tally.per_user()
+    return tally.summary()
+
+
+class TopKTally:
+    """Top-K metrics accumulated block by block over users (rows of a score matrix).
+
+    Each ``add`` ranks one block of scores and keeps its per-user metrics and the items
+    it recommended; ``summary`` averages over every user added so far who has at least
+    one relevant item. One block or many give the same numbers.
+
+    Example::
+
+        tally = TopKTally(num_items=3, ks=(1,))
+        tally.add(torch.tensor([[0.9, 0.1, 0.5]]), sp.csr_matrix([[0, 0, 1]]), exclude=None)
+        tally.summary()["hit@1"]   # 0.0
+    """
+
+    def __init__(self, num_items: int, ks: Sequence[int] | int = (10, 20),
+                 metrics: Sequence[str] | None = None,
+                 item_popularity: np.ndarray | None = None) -> None:
+        self.names = resolve_metrics(metrics, item_popularity is not None)
+        self.ks = normalize_ks(ks)
+        self.ranking = tuple(n for n in self.names if n in RANKING_METRICS)
+        self.num_items = int(num_items)
+        self.item_popularity = item_popularity
+        self.covered = ({k: np.zeros(self.num_items, dtype=bool) for k in self.ks}
+                        if "coverage" in self.names else {})
+        self._per_user: list[dict[str, np.ndarray]] = []
+        self._evaluated: list[np.ndarray] = []
+
+    def add(self, scores: torch.Tensor, relevant: sp.csr_matrix,
+            exclude: sp.csr_matrix | None) -> RankedBlock:
+        """Rank a (B, I) block (see ``rank_block``), tally it, and return its lists."""
+        block = rank_block(scores, relevant, exclude, max(self.ks))
+        num_relevant = np.diff(relevant.indptr)
+        part = per_user_metrics(block.hits, num_relevant, self.ks, self.ranking)
+        if "avg_popularity" in self.names:
+            part.update(average_popularity(block, self.item_popularity, self.ks))
+        evaluated = num_relevant > 0
+        for k, seen in self.covered.items():
+            seen |= recommended_items(block, k, evaluated, self.num_items)
+        self._per_user.append(part)
+        self._evaluated.append(evaluated)
+        return block
+
+    def per_user(self) -> dict[str, np.ndarray]:
+        """``{"ndcg@10": (U,), ...}`` in the order users were added; NaN where R is empty."""
+        keys = self._per_user[0] if self._per_user else {}
+        return {key: np.concatenate([part[key] for part in self._per_user]) for key in keys}
+
+    def summary(self) -> dict[str, float]:
+        """Averages over users with a relevant item, ``coverage@k`` over the catalog.
+
+        A user with no rankable item at k (everything excluded) has no
+        ``avg_popularity@k`` and is left out of that mean.
+        """
+        per_user = self.per_user()
+        evaluated = (np.concatenate(self._evaluated) if self._evaluated
+                     else np.zeros(0, dtype=bool))
+        summary: dict[str, float] = {}
+        for k in self.ks:
+            for name in self.names:
+                key = f"{name}@{k}"
+                if name == "coverage":
+                    summary[key] = float(self.covered[k].mean()) if self.num_items else 0.0
+                else:
+                    summary[key] = _nan_mean(per_user[key][evaluated])
+        return summary
 
 
 def average_popularity(block: RankedBlock, item_popularity: np.ndarray | None,
@@ -284,34 +249,10 @@ def normalize_ks(ks: Sequence[int] | int) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def _excluded(scores: torch.Tensor,
-              index: tuple[torch.Tensor, torch.Tensor]) -> Iterator[torch.Tensor]:
-    """``scores`` with ``index`` set to -inf, the caller's values restored afterwards.
-
-    Writing in place and restoring saves a (B, I) copy per block, about as costly as the
-    top-k itself; tensors that cannot be written safely (expanded views, autograd leaves)
-    are copied instead.
-    """
-    minus_infinity = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
-    inference_outside = scores.is_inference() and not torch.is_inference_mode_enabled()
-    if not scores.is_contiguous() or scores.requires_grad or inference_outside:
-        yield scores.index_put(index, minus_infinity)
-        return
-    saved = scores[index]
-    scores.index_put_(index, minus_infinity)
-    try:
-        yield scores
-    finally:
-        scores.index_put_(index, saved)
-
-
-def _ordered_keys(names: Sequence[str], ks: Sequence[int]) -> list[str]:
-    return [f"{name}@{k}" for k in ks for name in names]
-
-
-def _mean(values: np.ndarray) -> float:
-    return float(np.mean(values)) if values.size else float("nan")
+def _nan_mean(values: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN or empty: the mean is NaN
+        return float(np.nanmean(values)) if values.size else float("nan")
 
 
 def _to_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:

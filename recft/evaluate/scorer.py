@@ -17,6 +17,11 @@ class Scorer(Protocol):
     ``history`` is what the model may know at prediction time: the training interactions,
     or for cold users their revealed history. Users are rows of ``history.user_vocab``.
 
+    An embedding model may also expose ``encode_users(users, history) -> (B, D)``,
+    ``encode_items() -> (catalog_size, D)`` and ``score(user_emb, item_emb) -> (B, I)``; it
+    then promises ``score_users(users, history) == score(encode_users(users, history),
+    encode_items())``, and ``evaluate`` uses that form to encode the catalog once.
+
     Example::
 
         class Constant:
