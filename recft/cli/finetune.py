@@ -65,7 +65,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from recft.evaluate import evaluate
     from recft.finetune import finetune
     from recft.models.checkpoint import load_pretrained
-    from recft.protocol import training_record
+    from recft.run_record import training_record
 
     started = time.time()
     recipe = _recipe(args)

@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate
     from recft.models import TwoTowerConfig
-    from recft.protocol import training_record
+    from recft.run_record import training_record
     from recft.train import PretrainConfig, pretrain
 
     started = time.time()
