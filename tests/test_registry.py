@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 import types
 from pathlib import Path
@@ -97,3 +98,38 @@ def test_synthetic_names_take_an_optional_size() -> None:
     assert load("synthetic:tiny").num_users == 300
     with pytest.raises(DataError, match="size must be one of"):
         load("synthetic:huge")
+
+
+def _imported_modules(path: Path, package: str, known: set[str]) -> set[str]:
+    """The modules of ``known`` that ``path`` imports anywhere (lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in known else node.module)
+    return (found & known) - {package}
+
+
+def test_recft_data_has_no_import_cycle() -> None:
+    root = Path(registry.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(("recft", "data", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+        modules[name] = path
+    graph = {name: _imported_modules(path, name, set(modules)) for name, path in modules.items()}
+    assert "recft.data.releases" in graph["recft.data.movielens"]  # the walk sees imports
+
+    def cycle_from(start: str, trail: tuple[str, ...]) -> tuple[str, ...] | None:
+        for follower in graph[start]:
+            if follower in trail:
+                return (*trail[trail.index(follower):], follower)
+            if (found := cycle_from(follower, (*trail, follower))) is not None:
+                return found
+        return None
+
+    for name in graph:
+        assert cycle_from(name, (name,)) is None, name

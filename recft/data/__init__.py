@@ -7,6 +7,7 @@ Modules:
     movielens     load_movielens: ml-100k ... ml-32m, ml-latest(-small)
     lastfm        load_lastfm: lastfm-2k (HetRec 2011), lastfm-1k, lastfm-360k
     tabular       read_interactions / from_pandas: the user's own CSV, TSV, Parquet
+    releases      Release metadata (URLs, checksums, files) and the cache folder rules
     registry      load(name_or_path): one entry point for every named dataset or file
     download      download(name, data_dir): checksummed fetch and safe extraction
     transforms    implicit-feedback helpers: thresholds, log1p weights, k-core, dedup
@@ -35,14 +36,14 @@ from recft.data.download import download
 
 _LAZY = {
     "load_movielens": "movielens",
-    "MOVIELENS_RELEASES": "movielens",
+    "MOVIELENS_RELEASES": "releases",
     "load_lastfm": "lastfm",
-    "LASTFM_RELEASES": "lastfm",
+    "LASTFM_RELEASES": "releases",
     "read_interactions": "tabular",
     "from_pandas": "tabular",
     "load": "registry",
     "dataset_names": "registry",
-    "default_data_dir": "registry",
+    "default_data_dir": "releases",
     "binarize": "transforms",
     "log1p_weights": "transforms",
     "kcore_filter": "transforms",

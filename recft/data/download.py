@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from recft.data.registry import Release, default_data_dir, releases
+from recft.data.releases import Release, default_data_dir, releases
 from recft.errors import DataError
 from recft.io import atomic_directory
 
@@ -47,7 +47,7 @@ def download(
     """Download and extract release ``name`` into ``<data_dir>/<name>/``.
 
     Args:
-        name: a release name (``ml-100k``, ``lastfm-2k``, ...; see ``registry.releases()``).
+        name: a release name (``ml-100k``, ``lastfm-2k``, ...; see ``releases.releases()``).
         data_dir: the cache root (default ``$RECFT_DATA_DIR`` or ``<repo>/data``).
         url: a mirror of the official archive (default: the release's URL).
         md5, sha256: the expected checksum; default the release's known checksum. Without

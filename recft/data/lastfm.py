@@ -31,32 +31,11 @@ from recft.data._parsing import (
 from recft.data._users import age_group
 from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
-from recft.data.registry import Release, release_dir
+from recft.data.releases import EVENTS_1K, LASTFM_RELEASES, PLAYS_360K, release_dir
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 
 logger = logging.getLogger(__name__)
-_MTG = "http://mtg.upf.edu/static/datasets/last.fm"
-_EVENTS_1K = "userid-timestamp-artid-artname-traid-traname.tsv"
-_PLAYS_360K = "usersha1-artmbid-artname-plays.tsv"
-
-# lastfm-2k: MD5 as used by other public loaders (not published by GroupLens next to the
-# zip). lastfm-1k/360k: archive checksums unknown; the 1K readme publishes file MD5s.
-LASTFM_RELEASES: dict[str, Release] = {
-    "lastfm-2k": Release(
-        "lastfm-2k", "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
-        "296d61afe4e8632b173fc2dd3be20ce2", None, ("user_artists.dat", "artists.dat"),
-        ("tags.dat", "user_taggedartists.dat"), "lastfm-2k",
-        folder_names=("hetrec2011-lastfm-2k",)),
-    "lastfm-1k": Release(
-        "lastfm-1k", f"{_MTG}/lastfm-dataset-1K.tar.gz", None, None, (_EVENTS_1K,),
-        ("userid-profile.tsv",), "lastfm-1k", folder_names=("lastfm-dataset-1K",),
-        file_md5=((_EVENTS_1K, "64747b21563e3d2aa95751e0ddc46b68"),
-                  ("userid-profile.tsv", "c53608b6b445db201098c1489ea497df"))),
-    "lastfm-360k": Release(
-        "lastfm-360k", f"{_MTG}/lastfm-dataset-360K.tar.gz", None, None, (_PLAYS_360K,),
-        ("usersha1-profile.tsv",), "lastfm-360k", folder_names=("lastfm-dataset-360K",)),
-}
 
 
 def load_lastfm(name: str, data_dir: str | Path | None = None,
@@ -156,7 +135,7 @@ def _artist_attributes(item_rows: np.ndarray, names: np.ndarray, size: int) -> p
 
 
 def _load_1k(folder: Path, name: str) -> Interactions:
-    events_path = folder / _EVENTS_1K
+    events_path = folder / EVENTS_1K
     events = read_table(
         events_path, [Column("user", "category"), Column("time", "str"),
                       Column("artist_id", "category", optional=True),
@@ -190,7 +169,7 @@ def _load_1k(folder: Path, name: str) -> Interactions:
 
 
 def _load_360k(folder: Path, name: str) -> Interactions:
-    plays_path = folder / _PLAYS_360K
+    plays_path = folder / PLAYS_360K
     plays = read_table(
         plays_path, [Column("user", "category"), Column("artist_id", "category", optional=True),
                      Column("artist_name", "category", optional=True), Column("plays", "int")],

@@ -26,37 +26,9 @@ from recft.data._parsing import UTF8_OR_LATIN1, Column, factorize_sorted, read_t
 from recft.data._users import read_ml100k_users, read_ml1m_users
 from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
-from recft.data.registry import Release, release_dir
+from recft.data.releases import MOVIELENS_RELEASES, release_dir
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
-
-_BASE = "https://files.grouplens.org/datasets/movielens"
-_CSV_FILES = ("ratings.csv", "movies.csv")
-
-# MD5s are the ones GroupLens publishes next to each zip (<zip>.md5); ml-latest-small's
-# SHA-256 was computed from a copy of the 2018-09-26 zip whose members match the release.
-# ml-32m and ml-latest: not known here (ml-latest changes over time), so None.
-MOVIELENS_RELEASES: dict[str, Release] = {
-    "ml-100k": Release("ml-100k", f"{_BASE}/ml-100k.zip", "0e33842e24a9c977be4e0107933c0723",
-                       None, ("u.data", "u.item"), ("u.user", "u.genre"), "ml-100k"),
-    "ml-1m": Release("ml-1m", f"{_BASE}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906", None,
-                     ("ratings.dat", "movies.dat"), ("users.dat",), "ml-dat"),
-    "ml-10m": Release("ml-10m", f"{_BASE}/ml-10m.zip", "ce571fd55effeba0271552578f2648bd",
-                      None, ("ratings.dat", "movies.dat"), ("tags.dat",), "ml-dat",
-                      folder_names=("ml-10M100K",)),
-    "ml-20m": Release("ml-20m", f"{_BASE}/ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3",
-                      None, _CSV_FILES, ("tags.csv",), "ml-csv"),
-    "ml-25m": Release("ml-25m", f"{_BASE}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada",
-                      None, _CSV_FILES, ("tags.csv",), "ml-csv"),
-    "ml-32m": Release("ml-32m", f"{_BASE}/ml-32m.zip", None, None, _CSV_FILES, ("tags.csv",),
-                      "ml-csv"),
-    "ml-latest-small": Release(
-        "ml-latest-small", f"{_BASE}/ml-latest-small.zip", "31a303aabbc519bd33d025e44d6c2570",
-        "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436", _CSV_FILES,
-        ("tags.csv",), "ml-csv"),
-    "ml-latest": Release("ml-latest", f"{_BASE}/ml-latest.zip", None, None, _CSV_FILES,
-                         ("tags.csv",), "ml-csv"),
-}
 
 # u.genre's content, used when a copy of ml-100k lacks that file
 ML100K_GENRES = (
