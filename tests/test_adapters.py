@@ -15,7 +15,7 @@ from recft.finetune.adapter_io import (
     delta_size,
     load_adapter,
 )
-from recft.finetune.adapters import (
+from recft.models.adapters import (
     LowRankEmbeddingBag,
     LowRankLinear,
     adapter_state_dict,
@@ -23,7 +23,8 @@ from recft.finetune.adapters import (
     merge_adapters,
 )
 from recft.finetune.finetune import finetune
-from recft.finetune.freezing import mark_pretrained, resolve_trainable
+from recft.finetune.freezing import resolve_trainable
+from recft.models.roles import ParameterRoles
 from recft.finetune.recipe import Recipe
 from recft.models.checkpoint import save_pretrained
 from recft.models.two_tower import TwoTower
@@ -42,14 +43,14 @@ def test_attached_adapters_start_as_identity(synthetic_pair) -> None:
     source = synthetic_pair.source
     model = _model(source)
     expected = _scores(model, source)
-    mark_pretrained(model)
-    wrapped = attach_adapters(model, rank=4)
+    roles = ParameterRoles.of(model)
+    wrapped = attach_adapters(model, rank=4, roles=roles)
     assert isinstance(model.user_tower[0], LowRankLinear)
     assert isinstance(model.item_ebc.embedding_bags["item_id"], LowRankEmbeddingBag)
     assert len(wrapped) == 4 + 2 + len(source.item_features.categorical)
     assert torch.equal(_scores(model, source), expected)
     # base parameters are the same objects: state-dict keys and the pretrained record hold
-    assert set(mark_pretrained(model)) <= {n for n, _ in model.named_parameters()}
+    assert roles.pretrained <= {n for n, _ in model.named_parameters()}
     with pytest.raises(TrainingError, match="targets"):
         attach_adapters(_model(source), targets=["heads"])
 
@@ -61,7 +62,7 @@ def test_adapters_train_far_fewer_parameters_and_merge_exactly(synthetic_pair) -
     recipe = Recipe.adapters(rank=2, epochs=1, batch_size=256)
     result = finetune(model, target, recipe, progress=False)
     model = result.model
-    full = len(resolve_trainable(model, "all"))
+    full = len(resolve_trainable(model, "all", result.roles))
     assert full > len(adapter_state_dict(model))
     trainable = result.trainable_parameters
     total = result.stages[0].total_parameters

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from recft.data import CategoricalFeature, Interactions, synthetic
-from recft.finetune.model import attach_heads
+from recft.models.finetuned import attach_heads
 from recft.models.checkpoint import save_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 from recft.serving import Recommender, export

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import recft.finetune.loop as loop_module
 from recft.cli import main
 from recft.data.splits import split
 from recft.errors import CheckpointError
@@ -15,9 +14,10 @@ from recft.finetune.finetune import finetune
 from recft.finetune.recipe import Recipe, Stage
 from recft.models.checkpoint import load_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig
+from recft.train.batches import BatchBuilder
 from tiny_models import tiny_two_tower
 
-TIMING = ("epoch_seconds", "wall_seconds")  # the only fields a resumed run may change
+TIMING = ("epoch_seconds", "throughput", "wall_seconds")  # the only fields a resumed run may change
 
 
 class _Killed(Exception):
@@ -54,7 +54,7 @@ def _run(pair, parts, recipe, resume_dir=None):
 
 def _kill_on_epoch(monkeypatch, call: int) -> None:
     """Make the ``call``-th epoch (counted over all stages) raise before it trains."""
-    real = loop_module._train_epoch
+    real = BatchBuilder.batches
     calls = {"n": 0}
 
     def dying(*args, **kwargs):
@@ -63,7 +63,7 @@ def _kill_on_epoch(monkeypatch, call: int) -> None:
             raise _Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "_train_epoch", dying)
+    monkeypatch.setattr(BatchBuilder, "batches", dying)
 
 
 def _histories(result) -> list[dict]:
@@ -107,13 +107,13 @@ def test_killed_run_resumes_to_identical_weights(synthetic_pair, parts, referenc
     monkeypatch.undo()
 
     trained = {"n": 0}
-    real = loop_module._train_epoch
+    real = BatchBuilder.batches
 
     def counting(*args, **kwargs):
         trained["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "_train_epoch", counting)
+    monkeypatch.setattr(BatchBuilder, "batches", counting)
     resumed = _run(synthetic_pair, parts, _recipe(), resume_dir)
     assert reference.stages[1].best_epoch == 2  # the restore of best weights is exercised
     assert trained["n"] == 5 - (dies_at - 1)  # finished epochs are not trained again

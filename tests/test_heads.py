@@ -9,8 +9,8 @@ from torch import nn
 
 from recft.errors import TrainingError
 from recft.finetune.finetune import finetune
-from recft.finetune.heads import HEADS, Head, HeadBatch, RatingHead, register_head
-from recft.finetune.model import FineTunedTwoTower, attach_heads
+from recft.models.heads import HEADS, Head, HeadBatch, RatingHead, register_head
+from recft.models.finetuned import FineTunedTwoTower, attach_heads
 from recft.finetune.recipe import Recipe, Stage
 from recft.models.checkpoint import load_pretrained
 from recft.models.two_tower import TwoTower, TwoTowerConfig

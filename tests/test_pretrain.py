@@ -15,7 +15,7 @@ from recft.models import TwoTower, TwoTowerConfig
 from recft.train import PretrainConfig, pretrain
 
 # the module, not the function of the same name that recft.train exports
-pretrain_module = importlib.import_module("recft.train.pretrain")
+objectives_module = importlib.import_module("recft.train.objectives")
 CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER = 4, 20, 10
 
 
@@ -111,7 +111,7 @@ def test_resume_after_kill_gives_the_same_weights(clustered, tmp_path, monkeypat
     reference, reference_history = pretrain(train, arch, valid=valid, pretrain_config=settings,
                                              progress=False)
 
-    real_loss = pretrain_module.sampled_softmax_loss
+    real_loss = objectives_module.sampled_softmax_loss
     calls = {"n": 0}
 
     def dying_loss(*args, **kwargs):
@@ -120,11 +120,11 @@ def test_resume_after_kill_gives_the_same_weights(clustered, tmp_path, monkeypat
             raise _Killed
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(pretrain_module, "sampled_softmax_loss", dying_loss)
+    monkeypatch.setattr(objectives_module, "sampled_softmax_loss", dying_loss)
     with pytest.raises(_Killed):
         pretrain(train, arch, valid=valid, pretrain_config=settings, resume_dir=tmp_path,
                  progress=False)
-    monkeypatch.setattr(pretrain_module, "sampled_softmax_loss", real_loss)
+    monkeypatch.setattr(objectives_module, "sampled_softmax_loss", real_loss)
     resumed, history = pretrain(train, arch, valid=valid, pretrain_config=settings,
                                 resume_dir=tmp_path, progress=False)
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):

@@ -3,17 +3,16 @@
 Modules:
     recipe          Recipe and Stage: what trains, in which order, at which LRs; presets
     freezing        set_trainable: the one place that freezes / unfreezes; TrainableReport
-    optimizers      StageOptimizers: AdamW + RowWiseAdagrad over trainable parameters only
     vocab_transfer  align_vocabulary: grow tables for new ids, old rows bit-for-bit
     new_rows        initial rows for new ids: zeros / mean / feature_mean / random
-    heads           residual retrieval towers, rating / binary heads, register_head
-    model           FineTunedTwoTower (a TwoTower with heads) and attach_heads
-    adapters        LoRA on tower layers, low-rank deltas on tables; merge_adapters
     adapter_io      save_adapter / load_adapter: the delta only, checked against its base
-    loop            run_stage: one stage's training loop with early stopping
-    resume          FinetuneResume: finetune(resume_dir=...) state after every epoch
+    stage           run_stage: one stage as a setup over recft.train.fit; the objective
+    resume          FinetuneResume: finetune(resume_dir=...) state
     finetune        finetune() -> FineTuneResult (save, save_adapter, scorer)
-    scoring         TargetScorer: evaluate a grown model in the target's ids and catalog
+    scoring         TargetScorer (target ids and catalog), CatalogMask (model rows)
+
+The models it produces (FineTunedTwoTower, heads, adapters) live in ``recft.models``; the
+training engine (loop, optimizers) in ``recft.train``.
     compare         compare(): popularity / scratch / zero-shot / frozen / full / adapters
     comparison_table  markdown tables of compare() rows
     scenarios       the synthetic, movies and music comparison presets
@@ -22,25 +21,22 @@ Modules:
 from __future__ import annotations
 
 from recft.finetune.adapter_io import delta_size, load_adapter, save_adapter
-from recft.finetune.adapters import (
-    adapter_state_dict,
-    attach_adapters,
-    merge_adapters,
-)
 from recft.finetune.compare import FRACTIONS, STRATEGIES, compare, subsample
 from recft.finetune.comparison_table import comparison_markdown
 from recft.finetune.finetune import FineTuneResult, example_weights, finetune
 from recft.finetune.freezing import TrainableReport, set_trainable
-from recft.finetune.heads import Head, HeadBatch, register_head
-from recft.finetune.model import FineTunedTwoTower, attach_heads
 from recft.finetune.recipe import Recipe, Stage
 from recft.finetune.scenarios import SCENARIOS, Scenario, cohort_split
 from recft.finetune.scoring import TargetScorer, target_scorer, zero_shot
 from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
+from recft.models.adapters import adapter_state_dict, attach_adapters, merge_adapters
+from recft.models.finetuned import FineTunedTwoTower, attach_heads
+from recft.models.heads import Head, HeadBatch, register_head
+from recft.models.roles import ParameterRoles
 
 __all__ = [
     "FRACTIONS", "STRATEGIES", "FineTuneResult", "FineTunedTwoTower", "Head", "HeadBatch",
-    "Recipe", "SCENARIOS", "Scenario", "Stage", "TargetScorer", "TrainableReport", "VocabAlignment", "adapter_state_dict",
+    "ParameterRoles", "Recipe", "SCENARIOS", "Scenario", "Stage", "TargetScorer", "TrainableReport", "VocabAlignment", "adapter_state_dict",
     "align_vocabulary", "attach_adapters", "attach_heads", "cohort_split", "compare",
     "comparison_markdown", "delta_size",
     "example_weights", "finetune", "load_adapter", "merge_adapters", "register_head",

@@ -15,18 +15,13 @@ from recft.data.features import EntityFeatures
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import CheckpointError
-from recft.finetune.adapters import LowRankEmbeddingBag, adapter_modules, attach_adapters
-from recft.finetune.freezing import (
-    ADAPTER_MARK,
-    first_new_rows,
-    mark_pretrained,
-    pretrained_names,
-)
-from recft.finetune.model import attach_heads
 from recft.finetune.recipe import Recipe
 from recft.finetune.vocab_transfer import align_vocabulary
 from recft.io import atomic_directory
 from recft.models import checkpoint_io as cio
+from recft.models.adapters import LowRankEmbeddingBag, adapter_modules, attach_adapters
+from recft.models.finetuned import attach_heads
+from recft.models.roles import ADAPTER_MARK, ParameterRoles
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -36,8 +31,8 @@ _INDEX = "@index"  # suffix of the row indices of a sparsely stored table tensor
 FORMAT_VERSION = 1
 
 
-def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path, *,
-                 recipe: Recipe | None = None) -> Path:
+def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path,
+                 roles: ParameterRoles, *, recipe: Recipe | None = None) -> Path:
     """Write the delta of a fine-tuned model against the checkpoint at ``base_dir``.
 
     ``adapter.safetensors`` holds the adapter factors (``*.lora_*``), the parameters of
@@ -46,6 +41,10 @@ def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path, 
     ``adapter_config.json`` holds the adapter layout, the heads, the new raw ids, and the
     base checkpoint's path and sha256 of its weights, checked when loading.
 
+    Args:
+        roles: the base's parameters and the grown tables' first new rows
+            (``FineTuneResult.roles``): everything else is the delta.
+
     Returns:
         The adapter directory.
     """
@@ -53,14 +52,14 @@ def save_adapter(model: nn.Module, directory: str | Path, base_dir: str | Path, 
     base_weights = base_dir / "model.safetensors"
     if not base_weights.is_file():
         raise CheckpointError(f"{base_dir}: not a checkpoint (model.safetensors missing)")
-    pretrained = pretrained_names(model)
+    pretrained = roles.pretrained
     tensors: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():
         if name.endswith(f"{ADAPTER_MARK}rows"):
             tensors.update(_sparse_rows(name, param.detach(), 0))
         elif name not in pretrained:  # adapters and heads
             tensors[name] = param.detach().cpu().contiguous().clone()
-    grown = first_new_rows(model)
+    grown = roles.first_new_rows
     params = dict(model.named_parameters())
     for name, first in grown.items():
         tensors.update(_sparse_rows(f"{name}@new_rows", params[name].detach(), first))
@@ -99,7 +98,7 @@ def load_adapter(base_dir: str | Path, adapter_dir: str | Path, *, merge: bool =
     Returns:
         The fine-tuned model in eval mode.
     """
-    from recft.finetune.adapters import merge_adapters
+    from recft.models.adapters import merge_adapters
     from recft.models.checkpoint import load_pretrained
 
     base_dir, adapter_dir = Path(base_dir), Path(adapter_dir)
@@ -116,7 +115,7 @@ def load_adapter(base_dir: str | Path, adapter_dir: str | Path, *, merge: bool =
         )
     tensors = cio.load_tensors(adapter_dir / ADAPTER_WEIGHTS, adapter_dir)
     model = load_pretrained(base_dir)
-    mark_pretrained(model)
+    roles = ParameterRoles.of(model)
     new_ids = config["new_ids"]
     if new_ids["users"] or new_ids["items"]:
         _grow_for(model, new_ids, adapter_dir)
@@ -126,7 +125,7 @@ def load_adapter(base_dir: str | Path, adapter_dir: str | Path, *, merge: bool =
     if config["modules"]:
         targets = (["tables"] if tables else []) + (["towers"] if linears else [])
         wrapped = attach_adapters(model, config["rank"], targets,
-                                  alpha=config["scale"] * config["rank"])
+                                  alpha=config["scale"] * config["rank"], roles=roles)
         if sorted(wrapped) != sorted(config["modules"]):
             raise CheckpointError(f"{adapter_dir}: adapter layout {sorted(config['modules'])} "
                                   f"does not fit the base model ({sorted(wrapped)})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,16 @@ from torch import nn
 
 from recft.data.interactions import Interactions
 from recft.errors import DataError
-from recft.finetune.adapters import adapter_modules, attach_adapters, merge_adapters
-from recft.finetune.freezing import mark_pretrained
-from recft.finetune.loop import Objective, StageHistory, run_stage
-from recft.finetune.model import attach_heads
 from recft.finetune.recipe import Recipe
 from recft.finetune.resume import FinetuneResume, fingerprint
-from recft.finetune.scoring import TargetScorer
+from recft.finetune.scoring import CatalogMask, TargetScorer
+from recft.finetune.stage import Objective, run_stage
 from recft.finetune.vocab_transfer import VocabAlignment, align_vocabulary
+from recft.models.adapters import adapter_modules, attach_adapters, merge_adapters
+from recft.models.finetuned import attach_heads
+from recft.models.roles import ParameterRoles
 from recft.train.batches import BatchBuilder
+from recft.train.history import History
 
 
 @dataclass
@@ -35,13 +35,15 @@ class FineTuneResult:
         stages: per stage: losses, valid metrics per epoch, trainable / total parameters,
             wall seconds, examples seen.
         alignment: target ids -> model rows, matched / new counts per side.
+        roles: which parameters (and table rows) came from the base checkpoint.
         base: the base checkpoint directory, when known.
     """
 
     model: nn.Module
     recipe: Recipe
-    stages: list[StageHistory]
+    stages: list[History]
     alignment: VocabAlignment
+    roles: ParameterRoles
     base: str | None = None
     adapters: list[str] = field(default_factory=list)
 
@@ -93,7 +95,7 @@ class FineTuneResult:
         if self.base is None:
             raise DataError("save_adapter needs the base checkpoint directory: pass base= to "
                             "finetune()")
-        return save_adapter(self.model, directory, self.base, recipe=self.recipe)
+        return save_adapter(self.model, directory, self.base, self.roles, recipe=self.recipe)
 
 
 def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None,
@@ -139,12 +141,14 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
         resume = FinetuneResume(resume_dir, fingerprint(model, recipe, train, valid, base))
     torch.manual_seed(recipe.seed)
     _unfuse(model)
-    mark_pretrained(model)
+    roles = ParameterRoles.of(model)
     alignment = align_vocabulary(model, train, init=recipe.new_id_init, seed=recipe.seed,
                                  user_init=recipe.new_user_init)
+    roles = roles.with_new_rows(alignment.first_new_rows)
     model = attach_heads(model, _head_specs(recipe, train))
-    wrapped = attach_adapters(model, recipe.adapter_rank, recipe.adapter_targets) \
-        if recipe.use_adapters else []
+    wrapped = attach_adapters(model, recipe.adapter_rank, recipe.adapter_targets,
+                              roles=roles) if recipe.use_adapters else []
+    # ids are aligned once, here: training and validation run in model rows
     target = alignment.remap(train).replace(weights=example_weights(train, recipe))
     builder = BatchBuilder.for_model(
         model, target, batch_size=effective_batch_size(len(target), recipe),
@@ -155,27 +159,32 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
                           train.ratings, implicit=train.feedback == "implicit")
     validate = None
     if valid is not None and len(valid):
-        validate = _validator(TargetScorer(model, alignment), valid,
-                              valid_history if valid_history is not None else train, recipe)
+        known = valid_history if valid_history is not None else train
+        validate = _validator(CatalogMask(model, alignment.item_rows), valid, known,
+                              alignment, recipe)
     # the steps above are deterministic, so a resumed run redoes them on the fresh base and
     # then loads the saved weights (and RNG states) over the result
     point = resume.load(model) if resume is not None else None
     histories = list(point.histories) if point is not None else []
     offset = sum(stage.epochs for stage in recipe.stages[:len(histories)])
     for index, stage in enumerate(recipe.stages[len(histories):], start=len(histories)):
-        # after each epoch: the finished stages' histories, this stage's progress
-        on_epoch = None if resume is None else functools.partial(resume.save, model,
-                                                                 list(histories))
-        current = point.current if point is not None and index == len(point.histories) \
+        start = point.current if point is not None and index == len(point.histories) \
             else None
-        histories.append(run_stage(model, stage, builder, objective, seed=recipe.seed,
+        save = None
+        if resume is not None:
+            finished = list(histories)
+
+            def save(state, finished=finished):  # after an epoch, or every N seconds
+                resume.save_stage(finished, state)
+
+        histories.append(run_stage(model, stage, builder, objective, roles, seed=recipe.seed,
                                    epoch_offset=offset, validate=validate, progress=progress,
-                                   verbose=verbose, resume=current, on_epoch=on_epoch))
+                                   verbose=verbose, start=start, save=save))
         offset += stage.epochs
         if resume is not None:
-            resume.save(model, histories)  # the stage's end, with its best weights restored
+            resume.save_between(model, histories)  # the stage's end, best weights restored
     model.requires_grad_(True)  # the stages' freezing was theirs, not the model's state
-    return FineTuneResult(model.eval(), recipe, histories, alignment,
+    return FineTuneResult(model.eval(), recipe, histories, alignment, roles,
                           None if base is None else str(base), wrapped)
 
 
@@ -226,9 +235,10 @@ def _head_specs(recipe: Recipe, train: Interactions) -> dict[str, dict[str, Any]
     return specs
 
 
-def _validator(scorer: TargetScorer, valid: Interactions, history: Interactions,
-               recipe: Recipe):
-    """Per-epoch full-ranking metrics on (a seeded sample of) the valid users."""
+def _validator(scorer: CatalogMask, valid: Interactions, history: Interactions,
+               alignment: VocabAlignment, recipe: Recipe):
+    """Per-epoch full-ranking metrics on (a seeded sample of) the valid users, in model rows
+    (remapped once here) over the target's catalog."""
     from recft.evaluate import evaluate
 
     users = np.unique(valid.user_ids)
@@ -236,6 +246,7 @@ def _validator(scorer: TargetScorer, valid: Interactions, history: Interactions,
         chosen = np.random.default_rng(recipe.seed).choice(users, recipe.valid_users,
                                                            replace=False)
         valid = valid.subset(np.isin(valid.user_ids, chosen))
+    valid, history = alignment.remap(valid), alignment.remap(history)
     ks = sorted({int(s.early_stopping_metric.split("@")[1]) for s in recipe.stages
                  if s.early_stopping_metric} or {10})
 

@@ -1,4 +1,4 @@
-"""The one place that freezes and unfreezes parameters and builds optimizers over what trains."""
+"""The one place that decides what a fine-tuning stage trains, and freezes everything else."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from recft.config import ConfigError
 from recft.errors import TrainingError
+from recft.models.roles import ADAPTER_MARK, ParameterRoles, table_parameter_names
 
-ADAPTER_MARK = "lora_"  # every adapter parameter name contains this fragment
-_PRETRAINED_ATTR = "_recft_pretrained_names"
-_NEW_ROWS_ATTR = "_recft_first_new_row"
-_MASK_HOOKS_ATTR = "_recft_row_mask_hooks"
 
 
 @dataclass
@@ -64,44 +60,6 @@ class TrainableReport:
         return self.table()
 
 
-# ---------------------------------------------------------------------- bookkeeping
-def mark_pretrained(model: nn.Module, *, overwrite: bool = False) -> set[str]:
-    """Record the current parameter names as "pretrained" (everything added later is new).
-
-    Called once when fine-tuning starts; later calls keep the first record unless
-    ``overwrite``. Returns the recorded names.
-    """
-    if overwrite or not hasattr(model, _PRETRAINED_ATTR):
-        object.__setattr__(model, _PRETRAINED_ATTR, {n for n, _ in model.named_parameters()})
-    return getattr(model, _PRETRAINED_ATTR)
-
-
-def pretrained_names(model: nn.Module) -> set[str]:
-    return getattr(model, _PRETRAINED_ATTR, None) or mark_pretrained(model)
-
-
-def record_new_rows(model: nn.Module, parameter_name: str, first_new_row: int) -> None:
-    """Remember that rows >= ``first_new_row`` of a grown table are new (not pretrained)."""
-    rows = dict(getattr(model, _NEW_ROWS_ATTR, {}))
-    # a table grown twice keeps its first boundary: only the checkpoint's rows are pretrained
-    rows.setdefault(parameter_name, first_new_row)
-    object.__setattr__(model, _NEW_ROWS_ATTR, rows)
-
-
-def first_new_rows(model: nn.Module) -> dict[str, int]:
-    return dict(getattr(model, _NEW_ROWS_ATTR, {}))
-
-
-def table_parameter_names(model: nn.Module) -> set[str]:
-    """Names of parameters that are embedding tables (EBC / EmbeddingBag / Embedding)."""
-    names = set()
-    for module_name, module in model.named_modules():
-        if isinstance(module, (nn.EmbeddingBag, nn.Embedding)):
-            prefix = f"{module_name}." if module_name else ""
-            names.add(f"{prefix}weight")
-    return names
-
-
 def group_of(name: str, tables: set[str]) -> str:
     """Report group of a parameter: ``table:<name>``, ``adapters`` or its top module."""
     if ADAPTER_MARK in name:
@@ -113,8 +71,8 @@ def group_of(name: str, tables: set[str]) -> str:
 
 
 # ---------------------------------------------------------------------- freezing
-def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
-                      freeze_tower_layers: bool = True,
+def resolve_trainable(model: nn.Module, trainable: str | list[str], roles: ParameterRoles,
+                      *, freeze_tower_layers: bool = True,
                       train_only_new_rows: bool = False) -> set[str]:
     """Names of the parameters a stage trains (before gradual unfreezing).
 
@@ -122,13 +80,13 @@ def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
         trainable: ``"all"``, ``"new"`` (not in the pretrained record), ``"adapters"``
             (adapters plus other new parts; needs attached adapters), or fnmatch patterns.
         freeze_tower_layers: with ``"new"``, False also trains pretrained non-table layers.
-        train_only_new_rows: grown tables train (the caller masks their pretrained rows);
+        train_only_new_rows: grown tables train (the optimizer keeps their pretrained rows);
             other pretrained tables are frozen whatever ``trainable`` says.
     """
     names = [n for n, _ in model.named_parameters()]
-    pretrained = pretrained_names(model)
+    pretrained = roles.pretrained
     tables = table_parameter_names(model)
-    grown = first_new_rows(model)
+    grown = dict(roles.first_new_rows)
     if isinstance(trainable, list):
         chosen = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in trainable)}
         if not chosen:  # a recipe typo: bad input (exit 2), not a failed run
@@ -149,51 +107,48 @@ def resolve_trainable(model: nn.Module, trainable: str | list[str], *,
         raise TrainingError(f"trainable must be one of ('new', 'all', 'adapters') or a list "
                             f"of patterns, got {trainable!r}")
     if train_only_new_rows:
-        # pretrained tables train only through their appended rows (masked by the caller)
+        # pretrained tables train only through their appended rows (held by the optimizer)
         chosen = (chosen - (tables & pretrained)) | set(grown)
     return chosen
 
 
-def set_trainable(model: nn.Module, trainable: str | list[str] | set[str], *,
-                  freeze_tower_layers: bool = True, train_only_new_rows: bool = False,
-                  verbose: bool = False) -> TrainableReport:
+def set_trainable(model: nn.Module, trainable: str | list[str] | set[str],
+                  roles: ParameterRoles | None = None, *, freeze_tower_layers: bool = True,
+                  train_only_new_rows: bool = False, verbose: bool = False) -> TrainableReport:
     """Freeze every parameter except those ``trainable`` selects; report the counts.
 
-    Frozen parameters get ``requires_grad=False``, and every parameter loses any fused
+    Frozen parameters get ``requires_grad=False``, and every parameter loses any
     in-backward optimizer left by pretraining, so no gradient and no optimizer can touch a
     frozen one: it stays bit-for-bit identical. With ``train_only_new_rows`` a grown table
-    trains under a gradient mask that zeroes its pretrained rows (safe with RowWiseAdagrad
-    and Adam without weight decay, whose update for an all-zero gradient history is
-    exactly zero); pretrained tables that did not grow stay frozen.
+    trains, but ``report.masked_rows`` tells the optimizers to keep its pretrained rows
+    fixed (``recft.train.optimizers``); pretrained tables that did not grow stay frozen.
 
     Args:
         trainable: keyword or patterns (see ``resolve_trainable``), or an explicit name set.
+        roles: pretrained vs new parameters; default: every parameter is pretrained.
 
     Raises:
         TrainingError: nothing would train.
     """
+    roles = roles or ParameterRoles.of(model)
     if isinstance(trainable, set):
         chosen = set(trainable)
     else:
-        chosen = resolve_trainable(model, trainable, freeze_tower_layers=freeze_tower_layers,
+        chosen = resolve_trainable(model, trainable, roles,
+                                   freeze_tower_layers=freeze_tower_layers,
                                    train_only_new_rows=train_only_new_rows)
-    remove_row_masks(model)
-    grown = first_new_rows(model)
-    pretrained = pretrained_names(model)
     tables = table_parameter_names(model)
     report = TrainableReport()
-    hooks = []
     for name, param in model.named_parameters():
         train = name in chosen
         param.requires_grad_(train)
         # an optimizer left in backward by pretraining would step frozen tables, or step
-        # trainable ones a second time at the pretraining LR: fine-tuning owns every update
+        # trainable ones a second time at the pretraining LR: the stage owns every update
         detach_fused_optimizers(param)
         trainable_count = param.numel() if train else 0
         # a grown pretrained table under train_only_new_rows: only the new rows may move
-        if train and train_only_new_rows and name in grown and name in pretrained:
-            old = grown[name]
-            hooks.append(param.register_hook(_row_mask(old)))
+        old = roles.first_new_rows.get(name)
+        if train and train_only_new_rows and old is not None and roles.is_pretrained(name):
             report.masked_rows[name] = old
             trainable_count = (param.shape[0] - old) * (param.numel() // max(param.shape[0], 1))
         if train:
@@ -201,7 +156,6 @@ def set_trainable(model: nn.Module, trainable: str | list[str] | set[str], *,
         group = group_of(name, tables)
         done, total = report.groups.get(group, (0, 0))
         report.groups[group] = (done + trainable_count, total + param.numel())
-    object.__setattr__(model, _MASK_HOOKS_ATTR, hooks)
     if report.trainable_parameters == 0:
         raise TrainingError(
             f"this stage trains nothing (trainable={trainable!r}, train_only_new_rows="
@@ -211,21 +165,6 @@ def set_trainable(model: nn.Module, trainable: str | list[str] | set[str], *,
     if verbose:
         print("trainable vs total parameters\n" + report.table())
     return report
-
-
-def remove_row_masks(model: nn.Module) -> None:
-    for handle in getattr(model, _MASK_HOOKS_ATTR, []):
-        handle.remove()
-    object.__setattr__(model, _MASK_HOOKS_ATTR, [])
-
-
-def _row_mask(first_new_row: int):
-    def mask(grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        grad[:first_new_row] = 0
-        return grad
-
-    return mask
 
 
 def detach_fused_optimizers(param: nn.Parameter) -> None:
@@ -245,7 +184,8 @@ def detach_fused_optimizers(param: nn.Parameter) -> None:
 
 
 # ---------------------------------------------------------------------- unfreezing order
-def unfreeze_groups(model: nn.Module, names: Iterable[str]) -> list[list[str]]:
+def unfreeze_groups(model: nn.Module, names: Iterable[str],
+                    roles: ParameterRoles) -> list[list[str]]:
     """Split trainable ``names`` into groups for gradual unfreezing, top of the network first.
 
     Group 0 is everything new (heads, adapters, grown-but-new parts); then pretrained dense
@@ -253,7 +193,7 @@ def unfreeze_groups(model: nn.Module, names: Iterable[str]) -> list[list[str]]:
     one before, ...); the embedding tables come last.
     """
     names = set(names)
-    pretrained = pretrained_names(model)
+    pretrained = roles.pretrained
     tables = table_parameter_names(model)
     groups: list[list[str]] = [sorted(n for n in names if n not in pretrained)]
     # depth of each pretrained Linear from the top of its tower

@@ -124,7 +124,7 @@ class Recipe(ConfigMixin):
     )
     heads: list[str] = field(
         default_factory=lambda: ["retrieval"],
-        metadata={"help": "heads to attach (see recft.finetune.heads.HEADS / register_head)"},
+        metadata={"help": "heads to attach (see recft.models.heads.HEADS / register_head)"},
     )
     loss: str = field(default="sampled_softmax", metadata={"help": f"one of {LOSSES}"})
     logq_correction: bool = field(

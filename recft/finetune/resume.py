@@ -1,28 +1,26 @@
-"""Resumable fine-tuning: what ``finetune(resume_dir=...)`` saves after every epoch.
+"""Resumable fine-tuning: what ``finetune(resume_dir=...)`` saves.
 
 The state is one directory written atomically (``recft.train.state``): a safetensors file
-with the model's state dict (``model/``), the running stage's optimizer state (``optim/``),
-its best-weights snapshot (``best/``) and the RNG states (``rng/``), plus a JSON file with
-the stage index, finished epochs, early-stopping counters, every stage's history, the
-optimizers' scalar state and a fingerprint of the inputs. Nothing is pickled.
+with the model's state dict and, inside a running stage, what ``recft.train.fit`` saves
+(optimizer state, best weights, every RNG), plus a JSON file with the stage index, the
+finished stages' histories, the running stage's loop state and a fingerprint of the
+inputs. Nothing is pickled.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from recft.data.interactions import Interactions
 from recft.errors import CheckpointError
-from recft.finetune.loop import StageHistory, StageProgress
-from recft.finetune.optimizers import StageOptimizers
 from recft.finetune.recipe import Recipe
+from recft.train.fit import LoopState
+from recft.train.history import History
+from recft.train.rng import rng_state, set_rng_state
 from recft.train.state import (
     as_json,
     data_fingerprint,
@@ -31,7 +29,7 @@ from recft.train.state import (
     split_prefix,
 )
 
-FORMAT = 1  # bumped when the saved layout changes, so old states are refused clearly
+FORMAT = 2  # bumped when the saved layout changes, so old states are refused clearly
 
 
 @dataclass
@@ -40,11 +38,11 @@ class ResumePoint:
 
     Attributes:
         histories: the histories of the finished stages.
-        current: the progress of the stage that was running (None between stages).
+        current: the loop state of the stage that was running (None between stages).
     """
 
-    histories: list[StageHistory]
-    current: StageProgress | None
+    histories: list[History]
+    current: LoopState | None
 
 
 def fingerprint(model: nn.Module, recipe: Recipe, train: Interactions,
@@ -71,7 +69,8 @@ class FinetuneResume:
         resume = FinetuneResume(resume_dir, fingerprint(model, recipe, train, valid, base))
         point = resume.load(model)          # after heads/adapters are attached
         ...
-        resume.save(model, histories, current, optimizers)
+        resume.save_stage(histories, loop_state)     # inside a stage (fit's save callback)
+        resume.save_between(model, histories)        # after a finished stage
     """
 
     def __init__(self, resume_dir: str | Path, identity: dict[str, Any]) -> None:
@@ -95,40 +94,26 @@ class FinetuneResume:
         except RuntimeError as error:
             raise CheckpointError(f"{self.resume_dir}: saved weights do not fit the model: "
                                   f"{error}") from None
-        _set_rng(tensors, meta["rng"])
-        histories = [StageHistory(**h) for h in meta["histories"]]
-        current = None
-        if meta["current"] is not None:
-            saved = meta["current"]
-            current = StageProgress(
-                StageHistory(**saved["history"]), saved["epochs_done"], saved["bad_epochs"],
-                split_prefix(tensors, "best/") if saved["has_best"] else None,
-                saved["elapsed"], (split_prefix(tensors, "optim/"), saved["optimizers"]),
-            )
-        return ResumePoint(histories, current)
+        histories = [History.from_dict(h) for h in meta["histories"]]
+        if meta["loop"] is None:
+            set_rng_state(tensors, meta["rng"])
+            return ResumePoint(histories, None)
+        return ResumePoint(histories, LoopState(tensors, meta["loop"]))
 
-    def save(self, model: nn.Module, histories: list[StageHistory],
-             current: StageProgress | None = None,
-             optimizers: StageOptimizers | None = None) -> None:
-        """Write the run's state: after an epoch of a running stage (``current`` and its
-        ``optimizers``) or after a finished stage (``current`` None)."""
-        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-        rng_tensors, rng_meta = _get_rng()
-        tensors.update(rng_tensors)
-        saved_current = None
-        if current is not None:
-            if optimizers is None:
-                raise ValueError("saving a running stage needs its optimizers")
-            optim_tensors, optim_meta = optimizers.state_tensors()
-            tensors.update({f"optim/{k}": v for k, v in optim_tensors.items()})
-            tensors.update({f"best/{k}": v for k, v in (current.best_state or {}).items()})
-            saved_current = {
-                "history": current.history.to_dict(), "epochs_done": current.epochs_done,
-                "bad_epochs": current.bad_epochs, "elapsed": current.elapsed,
-                "has_best": current.best_state is not None, "optimizers": optim_meta,
-            }
-        meta = {"fingerprint": self.identity, "stage": len(histories), "rng": rng_meta,
-                "histories": [h.to_dict() for h in histories], "current": saved_current}
+    def save_stage(self, histories: list[History], state: LoopState) -> None:
+        """Inside a running stage: the finished stages' histories and ``fit``'s state."""
+        self._write(state.tensors, histories, state.meta, {})
+
+    def save_between(self, model: nn.Module, histories: list[History]) -> None:
+        """After a finished stage (its best weights restored)."""
+        tensors, meta = rng_state()
+        tensors.update({f"model/{k}": v for k, v in model.state_dict().items()})
+        self._write(tensors, histories, None, meta)
+
+    def _write(self, tensors: dict[str, Any], histories: list[History],
+               loop: dict[str, Any] | None, rng: dict[str, Any]) -> None:
+        meta = {"fingerprint": self.identity, "stage": len(histories), "rng": rng,
+                "histories": [h.to_dict() for h in histories], "loop": loop}
         save_training_state(self.resume_dir, tensors, meta)
 
     def _check(self, saved: dict[str, Any] | None) -> None:
@@ -141,27 +126,6 @@ class FinetuneResume:
         raise CheckpointError(f"{self.resume_dir}: saved fine-tuning state is for other inputs "
                               f"(different {', '.join(changed)}); use another resume_dir or "
                               "the same base, recipe and data")
-
-
-def _get_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """torch, numpy (global) and Python RNG states: dropout draws from torch's, and the
-    other two are kept so that user code relying on them resumes the same way too."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    tensors = {"rng/torch": torch.get_rng_state(),
-               "rng/numpy": torch.from_numpy(keys.astype(np.int64))}
-    meta = {"numpy": [kind, int(pos), int(has_gauss), float(gauss)],
-            "python": [version, list(internal), gauss_next]}
-    return tensors, meta
-
-
-def _set_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng/torch"])
-    kind, pos, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss,
-                         gauss))
-    version, internal, gauss_next = meta["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 __all__ = ["FinetuneResume", "ResumePoint", "fingerprint"]

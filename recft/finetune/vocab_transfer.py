@@ -17,7 +17,6 @@ from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
-from recft.finetune.freezing import mark_pretrained, record_new_rows
 from recft.finetune.new_rows import new_rows
 from recft.finetune.recipe import NEW_ID_INITS
 from recft.models.inputs import ITEM_HISTORY, ITEM_ID, USER_ID
@@ -34,6 +33,8 @@ class VocabAlignment:
         item_features: the model's grown item features (aligned to ``item_vocab``).
         counts: per side (``users``, ``items``, ``feature:<name>``): ``matched`` and ``new``.
         init: the strategy that initialised new rows.
+        first_new_rows: table parameter name -> first row appended by this alignment
+            (feed it to ``ParameterRoles.with_new_rows``).
     """
 
     user_rows: np.ndarray
@@ -44,6 +45,7 @@ class VocabAlignment:
     user_features: dict[str, CategoricalFeature] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     init: str = "mean"
+    first_new_rows: dict[str, int] = field(default_factory=dict)
 
     def remap(self, interactions: Interactions) -> Interactions:
         """``interactions`` (in the target's vocabularies) re-expressed in the model's rows."""
@@ -96,8 +98,8 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
     for label, value in (("init", init), ("user_init", user_init)):
         if value not in NEW_ID_INITS:
             raise DataError(f"{label} must be one of {NEW_ID_INITS}, got {value!r}")
-    mark_pretrained(model)
     counts: dict[str, dict[str, int]] = {}
+    first_new: dict[str, int] = {}
     user_vocab = model.user_vocab.extend(target.user_vocab.ids)
     item_vocab = model.item_vocab.extend(target.item_vocab.ids)
     for side, old, new in (("users", model.user_vocab, user_vocab),
@@ -157,7 +159,7 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
         setattr(model.get_submodule(owner) if owner else model, attr, grown)
         for table, old_rows in ((c.name, c.num_embeddings) for c in ebc.embedding_bag_configs()
                                 if c.name in new_sizes):
-            record_new_rows(model, f"{prefix}{attr}.embedding_bags.{table}.weight", old_rows)
+            first_new[f"{prefix}{attr}.embedding_bags.{table}.weight"] = old_rows
     attributes = getattr(model, "item_attributes", None)
     if attributes is not None:
         model.item_attributes = _grow_attributes(attributes, target, item_vocab, old_items)
@@ -172,7 +174,7 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
         item_rows=item_vocab.encode(target.item_vocab.ids),
         user_vocab=user_vocab, item_vocab=item_vocab,
         item_features=grown_features, user_features=user_features,
-        counts=counts, init=init,
+        counts=counts, init=init, first_new_rows=first_new,
     )
 
 

@@ -36,7 +36,7 @@ M = TypeVar("M", bound=nn.Module)
 _MODEL_TYPES: dict[str, type[nn.Module]] = {}
 # Built-in types, imported on first load so that loading needs no import by the caller.
 _BUILTIN = {"two_tower": ("recft.models.two_tower", "TwoTower"),
-            "two_tower_finetuned": ("recft.finetune.model", "FineTunedTwoTower")}
+            "two_tower_finetuned": ("recft.models.finetuned", "FineTunedTwoTower")}
 
 
 def register_model(model_type: str) -> Callable[[type[M]], type[M]]:

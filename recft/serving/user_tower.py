@@ -102,7 +102,7 @@ class ExportedUserTower(nn.Module):
         """Copy a (fine-tuned) TwoTower's user side; LoRA adapters are merged first."""
         model = copy.deepcopy(model).cpu().eval()
         if any(hasattr(m, "delta_weight") for m in model.modules()):
-            from recft.finetune.adapters import merge_adapters
+            from recft.models.adapters import merge_adapters
 
             model = merge_adapters(model)
         user_tables = model.user_ebc.embedding_bags

@@ -33,6 +33,8 @@ class Batch:
         negative_features: KJT, stride M, of uniformly sampled negatives, or None.
         negative_ids: (M,) negative item rows, or None.
         negative_log_q: (M,) log expected count of each negative, or None.
+        examples: (B,) positions of the examples in the training interactions (for
+            per-example labels such as ratings), or None.
     """
 
     user_features: KeyedJaggedTensor
@@ -44,6 +46,7 @@ class Batch:
     negative_features: KeyedJaggedTensor | None = None
     negative_ids: torch.Tensor | None = None
     negative_log_q: torch.Tensor | None = None
+    examples: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -161,6 +164,7 @@ class BatchBuilder:
             user_ids=torch.from_numpy(users),
             item_ids=torch.from_numpy(items),
             weights=None if self.weights is None else torch.from_numpy(self.weights[examples]),
+            examples=torch.from_numpy(np.asarray(examples, dtype=np.int64)),
         )
         if self.logq_correction:
             expected = self.log_popularity[items] + math.log(size)

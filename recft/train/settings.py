@@ -1,13 +1,12 @@
-"""PretrainConfig and History: what a pretraining run is asked to do, and what it did."""
+"""PretrainConfig: what a pretraining run is asked to do (``History`` says what it did)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from recft.config import ConfigError, ConfigMixin
-from recft.train.optim import DENSE_OPTIMIZERS, EMBEDDING_OPTIMIZERS
+from recft.train.history import History
+from recft.train.optimizers import DENSE_OPTIMIZERS, EMBEDDING_OPTIMIZERS
 
 LOSSES = ("softmax", "bpr")
 
@@ -38,7 +37,8 @@ class PretrainConfig(ConfigMixin):
     early_stopping_metric: str = "ndcg@10"
     patience: int = 3  # epochs without improvement before stopping (needs valid)
     seed: int = 0
-    checkpoint_every: int = 0  # steps between resume checkpoints; 0: end of epochs only
+    checkpoint_every: int = 0  # steps between resume checkpoints (0: by time and epoch only)
+    checkpoint_seconds: float = 600.0  # seconds between resume checkpoints inside an epoch
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -59,18 +59,4 @@ class PretrainConfig(ConfigMixin):
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-@dataclass
-class History:
-    """What happened during training, epoch by epoch (JSON-ready through ``to_dict``)."""
-
-    loss: list[float] = field(default_factory=list)  # mean training loss per epoch
-    throughput: list[float] = field(default_factory=list)  # training examples per second
-    epoch_seconds: list[float] = field(default_factory=list)  # training time, no validation
-    valid: list[dict[str, float]] = field(default_factory=list)  # metrics after each epoch
-    best_epoch: int | None = None  # 1-based epoch whose weights were kept
-    best_metric: float | None = None
-    stopped_early: bool = False
-    wall_time: float = 0.0  # seconds, including validation (summed across resumptions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+__all__ = ["History", "LOSSES", "PretrainConfig"]

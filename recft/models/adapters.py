@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recft.errors import TrainingError
-from recft.finetune.freezing import pretrained_names
+from recft.models.roles import ParameterRoles
 
 ADAPTER_TARGETS = ("towers", "tables")
 
@@ -109,7 +109,8 @@ ADAPTER_TYPES = (LowRankLinear, LowRankEmbeddingBag)
 
 
 def attach_adapters(model: nn.Module, rank: int = 8, targets: Sequence[str] = ADAPTER_TARGETS,
-                    alpha: float | None = None) -> list[str]:
+                    alpha: float | None = None, *,
+                    roles: ParameterRoles | None = None) -> list[str]:
     """Wrap every *pretrained* tower Linear and/or embedding table with a low-rank adapter.
 
     Layers added for fine-tuning (heads) are left alone: they train directly. Train with
@@ -120,6 +121,8 @@ def attach_adapters(model: nn.Module, rank: int = 8, targets: Sequence[str] = AD
         rank: r of the low-rank factors.
         targets: subset of ``("towers", "tables")``.
         alpha: LoRA scale numerator (delta scaled by alpha / r); default r (scale 1).
+        roles: which parameters are pretrained; default: every current one (attach
+            adapters before heads, or pass the roles taken before the heads were added).
 
     Returns:
         Names of the wrapped modules.
@@ -129,7 +132,7 @@ def attach_adapters(model: nn.Module, rank: int = 8, targets: Sequence[str] = AD
         raise TrainingError(f"adapter targets must be in {ADAPTER_TARGETS}, got {sorted(unknown)}")
     if rank < 1:
         raise TrainingError(f"adapter rank must be >= 1, got {rank}")
-    pretrained = pretrained_names(model)
+    pretrained = (roles or ParameterRoles.of(model)).pretrained
     wrapped = []
     for name, module in list(model.named_modules()):
         if isinstance(module, ADAPTER_TYPES) or f"{name}.weight" not in pretrained:

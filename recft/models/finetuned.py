@@ -12,8 +12,7 @@ from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recft.errors import TrainingError
-from recft.finetune.freezing import _NEW_ROWS_ATTR, mark_pretrained
-from recft.finetune.heads import RETRIEVAL, build_head
+from recft.models.heads import RETRIEVAL, build_head
 from recft.models.checkpoint import register_model
 from recft.models.inputs import ITEM_ID
 from recft.models.two_tower import TwoTower, TwoTowerConfig
@@ -110,14 +109,13 @@ def attach_heads(model: TwoTower, heads: Sequence[str] | Mapping[str, dict[str, 
             ``{name: {"kind": kind, **options}}``.
 
     Returns:
-        ``model`` itself when ``heads`` is empty, else a FineTunedTwoTower whose pretrained
-        parameter record marks only the heads as new.
+        ``model`` itself when ``heads`` is empty, else a FineTunedTwoTower sharing its
+        modules; the heads' parameters are the only new names (see ``ParameterRoles``).
     """
     specs = {h: {"kind": h} for h in heads} if not isinstance(heads, Mapping) else \
         {n: dict(s) for n, s in heads.items()}
     if not specs:
         return model
-    mark_pretrained(model)
     existing = dict(getattr(model.config, "heads", {}) or {})
     clash = sorted(set(specs) & set(existing))
     if clash:
@@ -133,7 +131,5 @@ def attach_heads(model: TwoTower, heads: Sequence[str] | Mapping[str, dict[str, 
                 new.heads[head_name] = head
         else:
             setattr(new, name, module)
-    for attr in ("item_attributes", "_recft_pretrained_names", _NEW_ROWS_ATTR):
-        if hasattr(model, attr):
-            object.__setattr__(new, attr, getattr(model, attr))
+    new.item_attributes = getattr(model, "item_attributes", None)
     return new.train(model.training)
