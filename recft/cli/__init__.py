@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from recft._version import __version__
 from recft.cli.config_file import expand_config
+from recft.cli.streams import command_streams
 from recft.errors import RecftError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -49,9 +49,8 @@ exit codes: 0 ok, 1 run failed, 2 bad input or usage, 130 interrupted.
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's default exits 2 with usage; keep it short
-        self.print_usage(sys.stderr)
-        print(f"recft: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:  # argparse's default prints the usage too: one line
+        print(f"recft: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -93,7 +92,7 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("common options")
     group.add_argument("--config", metavar="FILE", help="YAML file of flag values (keys = flag names)")
     verbosity = group.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging, with the libraries' messages and warnings")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     if parser._subparsers is not None:  # nested groups (`recft data describe`) get them too
         for action in parser._subparsers._group_actions:
@@ -111,14 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None) or not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE if not argv else EXIT_OK
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     if args.quiet:
         import os
 
         os.environ["TQDM_DISABLE"] = "1"
+    json_stdout = bool(getattr(args, "json", False) or getattr(args, "json_stdout", False))
     try:
-        return int(args.handler(args) or EXIT_OK)
+        with command_streams(verbose=args.verbose, quiet=args.quiet, json_stdout=json_stdout):
+            return int(args.handler(args) or EXIT_OK)
     except RecftError as error:
         if args.verbose:
             raise
@@ -126,13 +125,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recft: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `recft ... | head`: the reader left; no traceback for that
+        _silence_stdout()
+        return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured in tests): nothing to flush
+        pass
 
 
 def _report(error: RecftError) -> int:
     from recft.errors import TrainingError
 
     message = " ".join(str(error).split())
+    if error.hint:  # on the same line: a script reading stderr gets one line per failure
+        message += "; hint: " + " ".join(str(error.hint).split())
     print(f"recft: error: {message}", file=sys.stderr)
-    if error.hint:
-        print(f"recft: hint: {error.hint}", file=sys.stderr)
     return EXIT_FAILED if isinstance(error, TrainingError) else EXIT_USAGE

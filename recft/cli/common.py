@@ -1,4 +1,4 @@
-"""Flags shared by several commands: dataset source, split and seed; JSON output."""
+"""Flags shared by several commands: dataset source, split and seed; JSON and other results."""
 
 from __future__ import annotations
 
@@ -52,9 +52,17 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
 
 
 def print_json(values: object) -> None:
+    """Print a command's JSON result (the only thing on stdout; see ``recft.cli.streams``)."""
     import json
 
-    print(json.dumps(values, indent=2, sort_keys=False, default=_json_default))
+    print_result(json.dumps(values, indent=2, sort_keys=False, default=_json_default))
+
+
+def print_result(text: str) -> None:
+    """Print a command's result to stdout, even while other output is diverted to stderr."""
+    from recft.cli.streams import result_stream
+
+    print(text, file=result_stream())
 
 
 def _json_default(value: object) -> object:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from recft.cli.common import print_result
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -63,7 +65,7 @@ def run_describe(args: argparse.Namespace) -> int:
     data = load(args.source, data_dir=args.data_dir, user=args.user_col, item=args.item_col,
                 rating=args.rating_col, timestamp=args.timestamp_col)
     summary = describe(data)
-    print(json.dumps(summary, indent=2) if args.json else format_description(summary))
+    print_result(json.dumps(summary, indent=2) if args.json else format_description(summary))
     return 0
 
 

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--preset", choices=PRESETS, default="default",
                       help="recipe preset when no --recipe is given (default: frozen -> full)")
     tune.add_argument("--out", required=True, metavar="DIR", help="fine-tuned checkpoint to write")
-    tune.set_defaults(handler=_finetune)
+    tune.set_defaults(handler=_finetune, json_stdout=True)  # the JSON summary is all of stdout
 
     compare = subparsers.add_parser(
         "compare",

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--loss", choices=["softmax", "bpr"])
     model.add_argument("--num-negatives", type=int, help="extra uniformly sampled negatives per batch")
     model.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=_run, json_stdout=True)  # the JSON summary is all of stdout
 
 
 def _run(args: argparse.Namespace) -> int:

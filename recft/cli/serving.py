@@ -7,6 +7,8 @@ import os
 import signal
 from typing import Any
 
+from recft.cli.common import print_result
+
 FAIL_AFTER_ENV = "RECFT_TEST_FAIL_AFTER_CHUNKS"  # tests: SIGKILL itself after N chunks
 
 
@@ -149,7 +151,7 @@ def _similar(args: argparse.Namespace) -> int:
     items = [item.strip() for item in str(args.items).split(",") if item.strip()]
     frame = rec.similar_items(items, k=args.k, metric=args.metric)
     if args.json:
-        print(frame.to_json(orient="records"))
+        print_result(frame.to_json(orient="records"))
     else:
         print(frame.to_string(index=False))
     return 0
