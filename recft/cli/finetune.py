@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
+from recft.locks import locks_outputs
 
 PRESETS = ("default", "frozen-only", "adapters")
 
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.set_defaults(handler=_compare)
 
 
+@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume
 def _finetune(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate
@@ -100,6 +102,7 @@ def _recipe(args: argparse.Namespace):
             "adapters": Recipe.adapters}[args.preset](seed=args.seed)
 
 
+@locks_outputs("out")
 def _compare(args: argparse.Namespace) -> int:
     from recft.errors import DataError
     from recft.finetune import STRATEGIES, compare

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
+from recft.locks import locks_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run, json_stdout=True)  # the JSON summary is all of stdout
 
 
+@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume
 def _run(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate

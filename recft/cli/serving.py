@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from recft.cli.common import print_result
+from recft.locks import locks_outputs
 
 FAIL_AFTER_ENV = "RECFT_TEST_FAIL_AFTER_CHUNKS"  # tests: SIGKILL itself after N chunks
 
@@ -106,6 +107,7 @@ def _register_similar(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_similar)
 
 
+@locks_outputs("out")  # one writer per output file (and its .parts/)
 def _recommend(args: argparse.Namespace) -> int:
     from recft.errors import DataError
     from recft.serving.batch import read_users, recommend_batch
@@ -128,6 +130,7 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+@locks_outputs("out")
 def _export(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path

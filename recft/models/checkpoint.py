@@ -11,7 +11,7 @@ from torch import nn
 
 from recft._version import __version__
 from recft.errors import CheckpointError
-from recft.io import atomic_directory
+from recft.io import atomic_directory, recover_directory
 from recft.models import checkpoint_checks as checks
 from recft.models import checkpoint_io as cio
 from recft.models.checkpoint_checks import CheckpointParts
@@ -171,6 +171,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, *,
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     """``config.json`` of a checkpoint after the format-version check (no weights read)."""
     directory = Path(directory)
+    recover_directory(directory)  # a save killed between two renames (no atomic swap here)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a checkpoint directory (it does not exist)")
     meta = cio.read_json(directory / CONFIG_NAME, directory)
@@ -211,21 +212,13 @@ def load_pretrained(directory: str | Path, model_class: type[M] | None = None, *
     """
     directory = Path(directory)
     meta = read_checkpoint_config(directory)
-    if not (directory / CHECKSUMS_NAME).is_file():
-        raise CheckpointError(
-            f"{directory}: incomplete checkpoint ({CHECKSUMS_NAME}, written last, is missing): "
-            "the save was interrupted or the copy is partial; save or copy it again"
-        )
-    recorded = cio.read_json(directory / CHECKSUMS_NAME, directory)
-    checksums = recorded.get("files", {}) if isinstance(recorded, dict) else {}
-    for name in (WEIGHTS_NAME, USERS_NAME, ITEMS_NAME, *checksums):
-        if not (directory / name).is_file():
-            raise CheckpointError(f"{directory}: checkpoint file {name} is missing")
+    checksums = checks.read_checksums(directory, (WEIGHTS_NAME, USERS_NAME, ITEMS_NAME))
     cls = _resolve_class(meta["model_type"], model_class)
     parts = checks.read_parts(directory, meta, cls)
     tensors = cio.load_tensors(directory / WEIGHTS_NAME, directory)
     if verify_checksums:
         checks.verify_checksums(directory, checksums)
+    checks.check_finite(f"{directory}: {WEIGHTS_NAME}", tensors)
     checks.check_manifest(directory, meta.get("tensors", {}), tensors)
     builder = getattr(cls, "from_checkpoint_parts", None)
     model = builder(parts) if builder is not None else checks.construct(cls, parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from recft.data.vocabulary import Vocabulary
 from recft.errors import CheckpointError, DataError
 from recft.models import checkpoint_io as cio
 from recft.models.checkpoint_io import (
+    CHECKSUMS_NAME,
     CONFIG_NAME,
     ITEM_ATTRIBUTES_NAME,
     ITEM_FEATURES_STEM,
@@ -24,6 +27,8 @@ from recft.models.checkpoint_io import (
     USERS_NAME,
     WEIGHTS_NAME,
 )
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,53 @@ def construct(cls: type[nn.Module], parts: CheckpointParts) -> nn.Module:
     if parts.item_attributes is not None:
         model.item_attributes = parts.item_attributes
     return model
+
+
+def read_checksums(directory: Path, required: tuple[str, ...]) -> dict[str, str]:
+    """``checksums.json``'s file table, after checking that it has the documented shape,
+    that the ``required`` files exist and that it lists exactly the directory's files.
+
+    The shape is ``{"algorithm": "sha256", "files": {relative path: hex digest}}``; any
+    other shape (a list, ``{}``, a missing entry) is a corrupt checkpoint, never a reason to
+    skip verification. Each error is one line naming the file at fault.
+    """
+    if not (directory / CHECKSUMS_NAME).is_file():
+        raise CheckpointError(
+            f"{directory}: incomplete checkpoint ({CHECKSUMS_NAME}, written last, is missing): "
+            "the save was interrupted or the copy is partial; save or copy it again"
+        )
+    recorded = cio.read_json(directory / CHECKSUMS_NAME, directory)
+    files = recorded.get("files") if isinstance(recorded, dict) else None
+    if (not isinstance(recorded, dict) or recorded.get("algorithm") != "sha256"
+            or not isinstance(files, dict) or not files):
+        found = json.dumps(recorded)
+        raise CheckpointError(
+            f"{directory}: {CHECKSUMS_NAME} is corrupt: expected {{\"algorithm\": \"sha256\", "
+            f"\"files\": {{path: digest, ...}}}}, found {found[:80]}"
+            f"{'...' if len(found) > 80 else ''}"
+        )
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise CheckpointError(f"{directory}: {CHECKSUMS_NAME} is corrupt: the entry for "
+                                  f"{name} is {digest!r}, not a sha256 hex digest")
+    present = set(cio.directory_files(directory)) - {CHECKSUMS_NAME}
+    for name in (*required, *sorted(set(files) - present)):
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory}: checkpoint file {name} is missing")
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        raise CheckpointError(
+            f"{directory}: {unlisted[0]} is not listed in {CHECKSUMS_NAME} (the file was added "
+            "after saving, or the list was edited); remove the file or save the checkpoint again"
+        )
+    return files
+
+
+def check_finite(context: str, tensors: dict[str, Any]) -> None:
+    """Refuse NaN or inf weights, naming the tensor (``context`` says where they came from)."""
+    problem = cio.first_non_finite(tensors)
+    if problem is not None:
+        raise CheckpointError(f"{context}: {problem}")
 
 
 def verify_checksums(directory: Path, checksums: dict[str, str]) -> None:

@@ -117,7 +117,30 @@ def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
             tensor = tensor.clone()
         seen.add(tensor.untyped_storage().data_ptr())
         tensors[name] = tensor
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"cannot save {type(module).__name__}: {bad}")
     return tensors
+
+
+def first_non_finite(tensors: dict[str, torch.Tensor], chunk: int = 1 << 24) -> str | None:
+    """A description of the first floating-point tensor holding NaN or inf, or None.
+
+    Checked ``chunk`` elements at a time, so a large table needs no full-size mask.
+    """
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue
+        flat = tensor.detach().reshape(-1)
+        for start in range(0, flat.numel(), chunk):
+            if bool(torch.isfinite(flat[start:start + chunk]).all()):
+                continue
+            bad = ~torch.isfinite(tensor.detach())
+            first = tuple(int(i) for i in bad.nonzero()[0].tolist())
+            return (f"tensor {name!r} has {int(bad.sum())} NaN/inf values (first at index "
+                    f"{list(first)}, value {tensor[first].item()}); the training diverged or "
+                    "the weights were altered")
+    return None
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -170,8 +193,26 @@ def read_features(stem: Path, directory: Path) -> dict[str, CategoricalFeature]:
 
 def file_checksums(directory: Path) -> dict[str, str]:
     """sha256 of every file under ``directory`` by POSIX relative path."""
-    return {relative_name(path, directory): sha256_file(path)
-            for path in sorted(directory.rglob("*")) if path.is_file()}
+    return {name: sha256_file(directory / name) for name in directory_files(directory)}
+
+
+def write_checksums(directory: Path) -> dict[str, str]:
+    """Write ``checksums.json`` (last: it marks the directory complete) listing every file."""
+    files = {name: digest for name, digest in file_checksums(directory).items()
+             if name != CHECKSUMS_NAME}
+    write_json(directory / CHECKSUMS_NAME, {"algorithm": "sha256", "files": files})
+    return files
+
+
+def directory_files(directory: Path) -> list[str]:
+    """POSIX relative paths of everything under ``directory`` but folders, sorted; a link
+    counts as a file (and is never followed into another folder)."""
+    names = []
+    for root, folders, files in os.walk(directory):
+        links = [name for name in folders if os.path.islink(os.path.join(root, name))]
+        for name in (*files, *links):
+            names.append(relative_name(Path(root) / name, directory))
+    return sorted(names)
 
 
 def sha256_file(path: Path) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recft._version import __version__
+from recft.errors import CheckpointError
 from recft.io import atomic_directory
 
 if TYPE_CHECKING:
@@ -72,19 +73,27 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
     Returns:
         ``out``.
 
+    Raises:
+        CheckpointError: a weight or an item embedding is NaN or inf (the message names the
+            tensor or the items); nothing is written.
+
     Example::
 
         export("runs/base", "serving/base", index="auto", history=train)
     """
     import torch
 
+    from recft.models.checkpoint_checks import check_finite
     from recft.serving.index import build_index, recall_at_k, resolve_kind
     from recft.serving.user_tower import INPUTS, OUTPUT, export_user_tower
 
     rec = _recommender(model_or_dir, history)
     model, config = rec.model, rec.model.config
+    # a checkpoint directory was checked when loaded; a model in memory is checked here
+    check_finite(f"cannot export {type(model).__name__}", model.state_dict())
     _, item_embeddings = rec.embed_items()
     item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
+    _check_finite_rows(item_embeddings, rec.item_vocab.ids)
     kind = resolve_kind(index, len(item_embeddings))
     faiss_index, index_info = build_index(item_embeddings, kind, nlist, nprobe, seed)
     query_users, query_source = _query_users(rec, num_queries, seed)
@@ -149,6 +158,16 @@ def _recommender(source: Any, history: HistoryLike | None) -> Recommender:
     if isinstance(source, (str, Path)):
         return Recommender.from_pretrained(source, history=history)
     return Recommender(source, history)
+
+
+def _check_finite_rows(item_embeddings: np.ndarray, item_ids: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isfinite(item_embeddings).all(axis=1))
+    if len(bad):
+        raise CheckpointError(
+            f"cannot export: the item tower gives NaN/inf embeddings for {len(bad)} of "
+            f"{len(item_embeddings)} items (first ids: {item_ids[bad[:5]].tolist()}) although "
+            "the weights are finite; the model is numerically broken"
+        )
 
 
 def _query_users(rec: Recommender, limit: int, seed: int) -> tuple[np.ndarray, str]:

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recft.errors import CheckpointError
-from recft.io import atomic_directory
+from recft.io import atomic_directory, recover_directory
+from recft.models import checkpoint_checks as checks
+from recft.models import checkpoint_io as cio
 
 STATE_DIR = "state"
 TENSORS_NAME = "state.safetensors"
@@ -20,8 +23,9 @@ META_NAME = "state.json"
 def save_training_state(
     resume_dir: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
-    """Write ``resume_dir/state/`` (tensors as safetensors, the rest as JSON) in one rename,
-    so a kill at any instant leaves the previous complete state or this one.
+    """Write ``resume_dir/state/`` (tensors as safetensors, the rest as JSON, and
+    ``checksums.json`` last) in one atomic swap, so a kill at any instant leaves the
+    previous complete state or this one.
 
     Returns:
         The state directory.
@@ -32,22 +36,49 @@ def save_training_state(
     with atomic_directory(target) as staging:
         save_file(flat, str(staging / TENSORS_NAME))
         (staging / META_NAME).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        cio.write_checksums(staging)
     return target
 
 
 def load_training_state(
     resume_dir: str | Path,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The state saved in ``resume_dir``, or None when there is none yet."""
+    """The state saved in ``resume_dir``, or None when there is none yet.
+
+    Raises:
+        CheckpointError: the state is incomplete, altered or unreadable (checksums, JSON and
+            safetensors are all checked); the message says to delete ``resume_dir``.
+    """
     target = Path(resume_dir) / STATE_DIR
+    recover_directory(target)
     if not target.is_dir():
         return None
+    if not (target / cio.CHECKSUMS_NAME).is_file():
+        raise CheckpointError(f"resume state {target} lacks {cio.CHECKSUMS_NAME} (written "
+                              "last; a state saved by recft before it was recorded has none): "
+                              f"delete {resume_dir} to start this run from the beginning")
     try:
-        meta = json.loads((target / META_NAME).read_text(encoding="utf-8"))
-        tensors = load_file(str(target / TENSORS_NAME))
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{target}: unreadable training state: {error}") from None
+        checksums = checks.read_checksums(target, (TENSORS_NAME, META_NAME))
+        checks.verify_checksums(target, checksums)
+        meta = cio.read_json(target / META_NAME, target)
+        tensors = _read_tensors(target / TENSORS_NAME, target)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"resume state {error} (delete {resume_dir} to start this run from the beginning, "
+            "or write the run to another output)"
+        ) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"resume state {target}: {META_NAME} is not a JSON object (delete "
+                              f"{resume_dir} to start this run from the beginning)")
     return tensors, meta
+
+
+def _read_tensors(path: Path, target: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{target}: {path.name} is corrupt or truncated and cannot be "
+                              f"read ({error})") from None
 
 
 def optimizer_state_tensors(
