@@ -97,6 +97,7 @@ def fit(model: nn.Module, builder: BatchBuilder, objective: Objective,
         elif settings.start_is_candidate and validate is not None:
             run.validate_start()
         run.epochs(progress)
+        run.history.optimizer_state_bytes = optimizers.state_bytes()
     finally:
         optimizers.close()
     if run.best is not None and settings.restore_best:

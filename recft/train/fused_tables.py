@@ -67,6 +67,13 @@ class FusedTables(nn.Module):
     def fused_optimizer(self) -> Any:
         return self.fused.fused_optimizer()
 
+    def set_learning_rate(self, lr: float) -> None:
+        """The rate of the fused update from the next backward on."""
+        optimizer = self.fused.fused_optimizer()
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()  # torchrec's fused optimizers only hand the rate to FBGEMM here
+
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
         if self.frozen is None:
             return self.fused(features)

@@ -22,6 +22,8 @@ class History:
         trainable_parameters / total_parameters / groups: at the run's widest; ``groups``
             maps a parameter group to ``{"trainable", "total"}``.
         examples_seen: training examples processed.
+        optimizer_state_bytes: optimizer state (moments, accumulators) at the end of the
+            run; frozen parameters have none.
         best_epoch: 1-based epoch whose weights were kept; 0: the starting weights were
             never beaten; None: no validation.
         stopped_early: early stopping ended the run.
@@ -39,6 +41,7 @@ class History:
     total_parameters: int = 0
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     examples_seen: int = 0
+    optimizer_state_bytes: int = 0
     best_epoch: int | None = None
     best_metric: float | None = None
     stopped_early: bool = False

@@ -6,12 +6,14 @@ One class serves pretraining and every fine-tuning stage:
   only looked-up rows; ``FusedTables``) or with sparse gradients and ``SparseAdam``;
 - dense layers (towers, heads, adapters) train with Adam / AdamW / Adagrad / SGD;
 - only the parameters named trainable get an optimizer: frozen ones have no state;
-- fine-tuning's discriminative learning rates, warm-up and ``train_only_new_rows`` are
-  per-row scales of the table update. The fused kernels have one learning rate per
-  collection, but every table optimizer offered here (row-wise Adagrad, Adagrad, SGD,
-  Adam) moves a row by ``lr * u`` where ``u`` does not depend on ``lr`` (nor does the
-  optimizer state), so scaling the step of the rows a batch touched by ``s`` is exactly
-  training them at ``s * lr``; ``s = 0`` keeps them bit-for-bit.
+- fine-tuning's discriminative learning rates, warm-up and ``train_only_new_rows``: the
+  fused kernels have one learning rate per collection, set every step to the rate of its
+  pretrained rows (with warm-up). Rows that need another rate (rows appended for new ids,
+  rows kept fixed) get their step rescaled: every table optimizer offered here (row-wise
+  Adagrad, Adagrad, SGD, Adam) moves a row by ``lr * u`` where ``u`` does not depend on
+  ``lr`` (nor does the optimizer state), so scaling the step of such a row by ``r`` is
+  exactly training it at ``r * lr``; ``r = 0`` keeps it bit-for-bit. Only those rows are
+  copied, so the common case (pretrained rows at a lower rate) costs nothing extra.
 """
 
 from __future__ import annotations
@@ -76,13 +78,14 @@ class OptimizerSettings:
 
 @dataclass
 class _ScaledTable:
-    """A trainable table whose update is scaled per row (see the module docstring)."""
+    """A fused table some of whose rows step at another rate than their collection's."""
 
     owner: FusedTables
     weight: torch.Tensor  # live weight (a view into the owner's fused buffer)
     features: list[str]  # KJT keys looked up in this table
-    first_new_row: int  # rows below are pretrained (0: no pretrained rows)
-    pretrained_scale: float  # pretrained_lr_scale, or 0 for rows kept fixed
+    first_new_row: int  # rows below it step at ``old_rows``, the others at ``new_rows``
+    old_rows: float  # relative to the collection's rate
+    new_rows: float
 
 
 class Optimizers:
@@ -114,6 +117,7 @@ class Optimizers:
         self.masked_rows = dict(masked_rows or {})
         self.steps = 0
         self.fused: dict[str, FusedTables] = {}  # module path -> fused collection
+        self.base_scales: dict[str, float] = {}  # module path -> its rate / embedding_lr
         self.torch_optimizers: list[torch.optim.Optimizer] = []
         self.scaled: list[_ScaledTable] = []
         self._touched: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
@@ -189,35 +193,39 @@ class Optimizers:
             chosen = {t for t in module.embedding_bags if f"{prefix}{t}.weight" in wanted}
             if not chosen:
                 continue
+            names = {t: f"{prefix}{t}.weight" for t in chosen}
+            # the collection's rate is its pretrained rows' rate: they are most lookups
+            base = self._scale(any(self.roles.is_pretrained(n) for n in names.values()))
             fused = FusedTables(module, chosen, _FUSED[self.settings.embedding_optimizer],
-                                {"lr": self.settings.embedding_lr})
+                                {"lr": self.settings.embedding_lr * base})
             _set_submodule(self.model, path, fused)
             self.fused[path] = fused
+            self.base_scales[path] = base
             scaled = len(self.scaled)
             for table in sorted(chosen):
-                name = f"{prefix}{table}.weight"
-                done.add(name)
+                done.add(names[table])
                 self._optimised.add(id(fused.table_weight(table)))
-                self._track_scaling(fused, table, name)
+                self._track_scaling(fused, table, names[table], base)
             if len(self.scaled) > scaled:
                 fused.register_forward_pre_hook(self._remember_rows)
+        self._apply_warmup()
         return done
 
-    def _track_scaling(self, fused: FusedTables, table: str, name: str) -> None:
-        pretrained = self.roles.is_pretrained(name)
-        masked = name in self.masked_rows
-        if not pretrained and not self.settings.warmup_steps:
-            return
-        first_new = self.roles.first_new_rows.get(name, None) if pretrained else 0
-        if masked:
-            first_new = self.masked_rows[name]
-        if first_new is None:  # a pretrained table that did not grow: every row
-            first_new = fused.table_weight(table).shape[0]
-        scale = 0.0 if masked else self._scale(pretrained)
-        if scale == 1.0 and not self.settings.warmup_steps:
-            return
-        self.scaled.append(_ScaledTable(fused, fused.table_weight(table),
-                                        fused.table_features[table], first_new, scale))
+    def _track_scaling(self, fused: FusedTables, table: str, name: str, base: float) -> None:
+        weight = fused.table_weight(table)
+        if self.roles.is_pretrained(name):
+            first_new = self.masked_rows.get(name, self.roles.first_new_rows.get(name))
+            old_scale = 0.0 if name in self.masked_rows else self._scale(True)
+        else:
+            first_new, old_scale = 0, 1.0
+        if first_new is None:  # a pretrained table that did not grow
+            first_new = weight.shape[0]
+        old_rows, new_rows = old_scale / base, 1.0 / base
+        if (first_new == 0 or old_rows == 1.0) and (first_new == weight.shape[0]
+                                                   or new_rows == 1.0):
+            return  # every row steps at the collection's rate
+        self.scaled.append(_ScaledTable(fused, weight, fused.table_features[table], first_new,
+                                        old_rows, new_rows))
         self._touched.append([])
 
     # ------------------------------------------------------------------ stepping
@@ -230,8 +238,16 @@ class Optimizers:
             if table.owner is not module:
                 continue
             looked_up = [per_key[f].values() for f in table.features if f in per_key]
-            if looked_up:
-                ids = torch.unique(torch.cat(looked_up))
+            if not looked_up:
+                continue
+            ids = torch.cat(looked_up)
+            # only rows whose rate differs from the collection's need their step rescaled
+            if table.old_rows == 1.0:
+                ids = ids[ids >= table.first_new_row]
+            elif table.new_rows == 1.0:
+                ids = ids[ids < table.first_new_row]
+            if len(ids):
+                ids = torch.unique(ids)
                 self._touched[index].append((ids, table.weight.detach()[ids].clone()))
 
     def zero_grad(self) -> None:
@@ -250,7 +266,6 @@ class Optimizers:
 
     @torch.no_grad()
     def _scale_rows(self) -> None:
-        factor = self.warmup_factor()
         for table, touched in zip(self.scaled, self._touched):
             if not touched:
                 continue
@@ -258,7 +273,7 @@ class Optimizers:
             before = torch.cat([t[1] for t in touched])
             ids, first = _first_occurrence(ids)
             before = before[first]
-            scale = torch.where(ids < table.first_new_row, table.pretrained_scale, 1.0) * factor
+            scale = torch.where(ids < table.first_new_row, table.old_rows, table.new_rows)
             weight = table.weight.detach()
             after = weight[ids]
             weight[ids] = before + scale.unsqueeze(1).to(after.dtype) * (after - before)
@@ -273,6 +288,10 @@ class Optimizers:
         for optimizer in self.torch_optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = group["target_lr"] * factor
+        if self.settings.warmup_steps:
+            for path, fused in self.fused.items():
+                fused.set_learning_rate(self.settings.embedding_lr * self.base_scales[path]
+                                        * factor)
 
     @property
     def parameter_count(self) -> int:
