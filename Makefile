@@ -10,6 +10,10 @@ LOCK ?= requirements/cpu.lock
 # these two (CUDA torch pulls its nvidia-* libraries). Override to match your CUDA version.
 GPU_PACKAGES ?= torch==2.13.0 fbgemm-gpu==1.8.0
 STAMP := $(VENV)/.recft-installed
+# torchrec requires `fbgemm-gpu`; on CPU a metadata-only stand-in of that name (which requires
+# fbgemm-gpu-cpu) satisfies it. The lock pins it; this folder is where pip finds it.
+STANDIN := requirements/fbgemm_gpu_standin.py
+STANDIN_DIR := build/wheels-cpu
 # pip on some machines prints a warning per missing local index folder; it is noise.
 PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.jupyter/config
@@ -17,14 +21,16 @@ export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter/data
 export IPYTHONDIR := $(CURDIR)/.jupyter/ipython
 export MPLCONFIGDIR := $(CURDIR)/.jupyter/matplotlib
 
-.PHONY: setup setup-gpu demo test test-slow test-all lab bench clean-venv
+.PHONY: setup setup-gpu demo test test-slow test-all lab bench wheels clean-venv
 
 setup: $(STAMP)
 
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml $(STANDIN)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "recft: installing the pinned closure from $(LOCK) (no dependency resolution)"
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(LOCK) 2>&1 | $(PIP_QUIET)
+	$(PY) $(STANDIN) $(STANDIN_DIR) --lock $(LOCK) >/dev/null
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --find-links $(STANDIN_DIR) \
+		-r $(LOCK) 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
 	$(PY) -m recft.env_check
 	$(PY) -m ipykernel install --sys-prefix --name recft --display-name "Python (recft)" >/dev/null
@@ -44,6 +50,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# includes tests/test_wheel_install.py: the built wheel in a fresh venv, offline
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
@@ -55,6 +62,16 @@ lab: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# dist/recft-*.whl for every machine, dist/cpu/ the fbgemm-gpu stand-in for CPU installs
+# (README "Installation details and GPUs"). build/lib is removed: setuptools would package
+# stale copies of deleted modules from it.
+wheels: setup
+	rm -rf dist build/lib build/bdist.*
+	$(PY) $(STANDIN) dist/cpu
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w dist . \
+		2>&1 | $(PIP_QUIET)
+	@ls dist/*.whl
 
 clean-venv:
 	rm -rf $(VENV)
