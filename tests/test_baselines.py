@@ -7,12 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from recft.data import Interactions
 from recft.errors import DataError
 from recft.evaluate import Scorer, evaluate
-from recft.models.baselines import EASE, ItemKNN, MostPopular
+from recft.models.baselines import (
+    EASE,
+    ItemKNN,
+    MostPopular,
+    ease_sweep,
+    history_matrix,
+    rows_in_catalog,
+)
 
 
 def block_split(blocks: int = 4, items_per_block: int = 5,
@@ -67,17 +75,99 @@ def test_most_popular_ranks_by_training_count() -> None:
     assert isinstance(model, Scorer)
 
 
+def ease_closed_form(matrix: np.ndarray, l2: float) -> np.ndarray:
+    """B of EASE over every column of a dense binary matrix, by the textbook formula."""
+    precision = np.linalg.inv(matrix.T @ matrix + l2 * np.eye(matrix.shape[1]))
+    return np.eye(matrix.shape[1]) - precision / np.diag(precision)[None, :]
+
+
 def test_ease_matches_closed_form_and_has_zero_diagonal() -> None:
     train = random_binary(30, 8, seed=1)
     model = EASE(l2=3.0).fit(train)
     matrix = train.user_item_sets().toarray()
-    precision = np.linalg.inv(matrix.T @ matrix + 3.0 * np.eye(8))
-    expected = np.eye(8) - precision / np.diag(precision)[None, :]
-    weights = model.item_weights.numpy()
+    expected = ease_closed_form(matrix, 3.0)
+    assert model.item_rows.tolist() == list(range(8))  # every item occurs
+    weights = model.weights.numpy()
     np.testing.assert_allclose(weights, expected, atol=1e-5)
     assert np.all(np.diag(weights) == 0.0)
     scores = model.score_users(np.array([4]), train).numpy()
     np.testing.assert_allclose(scores[0], matrix[4] @ weights, rtol=1e-5, atol=1e-6)
+
+
+def test_fitting_only_occurring_items_gives_the_full_catalog_scores() -> None:
+    # items 8 and 9 are in the catalog but nobody consumed them in train
+    data = random_binary(30, 10, seed=5)
+    train = data.subset(np.flatnonzero(data.item_ids < 8))
+    matrix = train.user_item_sets().toarray()
+    assert matrix.shape[1] == 10 and not matrix[:, 8:].any()
+    full = matrix @ ease_closed_form(matrix, 3.0)  # over all 10 columns
+    model = EASE(l2=3.0).fit(train)
+    assert model.item_rows.tolist() == list(range(8))
+    scores = model.score_users(np.arange(30), train).numpy()
+    np.testing.assert_allclose(scores, full, atol=1e-5)
+    assert np.all(scores[:, 8:] == 0.0)
+
+
+@pytest.mark.parametrize("shared_users", [0, 25])
+def test_ease_sweep_equals_refitting_each_stack(shared_users: int) -> None:
+    """The Woodbury sweep (one inverse per l2) gives the same model as fitting each
+    shared + extra stack from scratch, with and without shared rows."""
+    rng = np.random.default_rng(7)
+    shared = sp.csr_matrix((rng.random((shared_users, 12)) < 0.3).astype(np.float32))
+    extras = [sp.csr_matrix((rng.random((9, 12)) < p).astype(np.float32)) for p in (0.15, 0.4)]
+    swept = {(l2, index): model for l2, index, model in
+             ease_sweep(shared, extras, l2s=(2.0, 10.0))}
+    assert sorted(swept) == [(2.0, 0), (2.0, 1), (10.0, 0), (10.0, 1)]
+    for (l2, index), model in swept.items():
+        stacked = sp.vstack([shared, extras[index]], format="csr").toarray()
+        # the sweep covers every item of any stack; one that is absent here weighs 0
+        expected = ease_closed_form(stacked, l2) * stacked.any(axis=0)[:, None]
+        np.fill_diagonal(expected, 0.0)
+        direct = EASE(l2=l2).fit_matrix(sp.csr_matrix(stacked))
+        for fitted in (model, direct):
+            np.testing.assert_allclose(dense_weights(fitted, 12), expected, atol=1e-5)
+
+
+def dense_weights(model: EASE, num_items: int) -> np.ndarray:
+    weights = np.zeros((num_items, num_items))
+    weights[np.ix_(model.item_rows, model.item_rows)] = model.weights.numpy()
+    return weights
+
+
+def test_rows_in_catalog_matches_items_by_raw_id() -> None:
+    target = Interactions.from_raw(["t1", "t1", "t2"], ["a", "b", "c"])
+    source = Interactions.from_raw(["s1", "s1", "s2", "s2"], ["b", "z", "c", "c"])
+    rows = rows_in_catalog(source, target.item_vocab).toarray()
+    # target catalog a, b, c; "z" is source-only and dropped; duplicates count once
+    assert rows.tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert rows_in_catalog(target, target.item_vocab).nnz == 3
+    music = Interactions.from_raw([1, 2], [100, 200])  # integer ids, no shared item
+    assert rows_in_catalog(music, target.item_vocab).nnz == 0
+
+
+def test_item_knn_on_stacked_source_rows_scores_the_target_catalog() -> None:
+    # the source co-consumes b and c; the target fraction alone never shows that
+    catalog = Interactions.from_raw(["t1", "t2", "t3"], ["a", "b", "c"], name="target")
+    target = catalog.subset(np.array([0, 1]))  # nobody in the target fraction saw c
+    source = Interactions.from_raw(["s1", "s1", "s2", "s2"], ["b", "c", "b", "c"])
+    alone = ItemKNN(k=2).fit(target)
+    assert torch.all(alone.score_users(np.array([1]), target) == 0)
+    stacked = sp.vstack([rows_in_catalog(source, target.item_vocab), history_matrix(target)])
+    model = ItemKNN(k=2).fit_matrix(stacked)
+    scores = model.score_users(np.array([1]), target)[0]  # t2 has seen b
+    assert scores.argmax().item() == target.item_vocab.encode(["c"])[0]
+
+
+def test_item_knn_pruned_copy_equals_a_fit_with_fewer_neighbours() -> None:
+    train = random_binary(40, 15, seed=6)
+    wide = ItemKNN(k=10, shrink=1.0).fit(train)
+    for k in (1, 3, 10):
+        pruned = wide.with_neighbours(k).weights.toarray()
+        direct = ItemKNN(k=k, shrink=1.0).fit(train).weights.toarray()
+        np.testing.assert_allclose(np.sort(pruned, axis=0), np.sort(direct, axis=0), rtol=1e-6)
+        assert (np.count_nonzero(pruned, axis=0) <= k).all()
+    with pytest.raises(ValueError, match="fitted k"):
+        wide.with_neighbours(11)
 
 
 def test_item_knn_is_pruned_cosine_similarity() -> None:
@@ -86,9 +176,9 @@ def test_item_knn_is_pruned_cosine_similarity() -> None:
     norms = np.linalg.norm(matrix, axis=0)
     cosine = (matrix.T @ matrix) / (np.outer(norms, norms) + 1.0)
     np.fill_diagonal(cosine, 0.0)
-    full = ItemKNN(k=10, shrink=1.0).fit(train).similarity.toarray()
+    full = ItemKNN(k=10, shrink=1.0).fit(train).weights.toarray()
     np.testing.assert_allclose(full, cosine, rtol=1e-6)
-    pruned = ItemKNN(k=2, shrink=1.0).fit(train).similarity.toarray()
+    pruned = ItemKNN(k=2, shrink=1.0).fit(train).weights.toarray()
     for item in range(10):
         kept = np.flatnonzero(pruned[:, item])
         assert len(kept) <= 2
@@ -99,8 +189,10 @@ def test_item_knn_is_pruned_cosine_similarity() -> None:
 
 def test_errors_name_the_problem() -> None:
     train = random_binary(10, 6, seed=3)
-    with pytest.raises(DataError, match="ItemKNN"):
+    with pytest.raises(DataError, match="above max_items=5; raise max_items or use ItemKNN"):
         EASE(max_items=5).fit(train)
+    with pytest.raises(DataError, match="no interactions"):
+        EASE().fit_matrix(sp.csr_matrix((3, 6), dtype=np.float32))
     with pytest.raises(RuntimeError, match="not fitted"):
         EASE().score_users(np.array([0]), train)
     other = random_binary(10, 7, seed=4)

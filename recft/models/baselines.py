@@ -1,59 +1,29 @@
-"""Non-neural comparison rows: most-popular, EASE and item-kNN, all Scorers."""
+"""Non-neural comparison rows: most-popular, EASE and item-kNN, all Scorers.
+
+EASE and ItemKNN are item-item models (``item_item``): a user's scores are their binary
+history row times an item x item weight matrix, fitted only on the items that occur in
+the training matrix. ``fit_matrix`` takes any binary (users x catalog) matrix, e.g. another
+domain's users mapped into this catalog by raw id (``rows_in_catalog``) stacked on the
+target's own rows; ``ease_sweep`` tunes EASE over such stacks cheaply.
+"""
 
 from __future__ import annotations
-
-import weakref
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from recft.data.interactions import Interactions
-from recft.errors import DataError
+from recft.models.ease import EASE, EASE_MAX_ITEMS, check_ease_size, ease_sweep
+from recft.models.item_item import Fitted, ItemItem, active_items, history_matrix, rows_in_catalog
 
-EASE_MAX_ITEMS = 50_000
-"""EASE inverts a dense (I x I) matrix: 50k items is already ~10 GB in float32."""
+__all__ = ["EASE", "EASE_MAX_ITEMS", "ItemKNN", "MostPopular", "check_ease_size", "ease_sweep",
+           "history_matrix", "rows_in_catalog"]
 
-_BLOCK_BYTES = 256 * 2**20  # working-set budget for one dense block during fit
-
-# binarised history matrices, cached per Interactions object: evaluate() calls
-# score_users once per user chunk with the same history
-_HISTORY_CACHE: weakref.WeakKeyDictionary[Interactions, sp.csr_matrix] = weakref.WeakKeyDictionary()
+_BLOCK_BYTES = 256 * 2**20  # working-set budget for one dense block during an ItemKNN fit
 
 
-def history_matrix(history: Interactions) -> sp.csr_matrix:
-    """(user_vocab_size x catalog_size) binary float32 CSR of ``history``, cached."""
-    matrix = _HISTORY_CACHE.get(history)
-    if matrix is None:
-        matrix = history.user_item_sets().astype(np.float32)
-        _HISTORY_CACHE[history] = matrix
-    return matrix
-
-
-class _Fitted:
-    """Shared checks: fitted before scoring, same catalog at scoring as at fit."""
-
-    num_items: int | None = None
-
-    def _check_fit_input(self, train: Interactions) -> None:
-        if len(train) == 0:
-            raise DataError(f"{type(self).__name__}.fit: {train.name or 'train'} is empty")
-
-    def _check_scoring(self, users: np.ndarray, history: Interactions) -> np.ndarray:
-        if self.num_items is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(train) first")
-        if history.catalog_size != self.num_items:
-            raise DataError(
-                f"{type(self).__name__} was fitted on {self.num_items:,} items but history has "
-                f"a catalog of {history.catalog_size:,}; use splits of one Interactions object"
-            )
-        users = np.asarray(users, dtype=np.int64)
-        if users.size and (users.min() < 0 or users.max() >= history.user_vocab_size):
-            raise DataError(f"user rows outside [0, {history.user_vocab_size}) of the history")
-        return users
-
-
-class MostPopular(_Fitted):
+class MostPopular(Fitted):
     """Scores every item by its training interaction count; the same list for every user.
 
     Example::
@@ -79,61 +49,7 @@ class MostPopular(_Fitted):
         return "MostPopular()"
 
 
-class EASE(_Fitted):
-    """Embarrassingly Shallow Autoencoder (Steck, 2019): a closed-form item-item model.
-
-    ``B = I - P / diag(P)`` with ``P = (X^T X + l2 * I)^-1`` and a zero diagonal, so an item
-    never explains itself; a user's scores are ``x_u @ B`` for their binary history row.
-
-    Args:
-        l2: ridge strength; a few hundred suits MovieLens-sized data.
-        max_items: refuse catalogs above this size (the inverse is dense I x I).
-
-    Example::
-
-        model = EASE(l2=500.0).fit(train)
-        scores = model.score_users(np.array([0, 1]), train)   # (2, I)
-    """
-
-    def __init__(self, l2: float = 500.0, max_items: int = EASE_MAX_ITEMS) -> None:
-        if l2 <= 0:
-            raise ValueError(f"l2 must be positive, got {l2}")
-        self.l2 = float(l2)
-        self.max_items = max_items
-        self.item_weights: torch.Tensor | None = None  # (I, I) B, zero diagonal
-
-    def fit(self, train: Interactions) -> EASE:
-        self._check_fit_input(train)
-        num_items = train.catalog_size
-        if num_items > self.max_items:
-            raise DataError(
-                f"EASE needs a dense {num_items:,} x {num_items:,} inverse, above its limit of "
-                f"{self.max_items:,} items; use ItemKNN for large catalogs (or raise max_items)"
-            )
-        matrix = history_matrix(train)
-        gram = torch.from_numpy((matrix.T @ matrix).toarray().astype(np.float64))
-        gram.diagonal().add_(self.l2)
-        # the regularised Gram matrix is symmetric positive definite: solve through its
-        # Cholesky factor (torch's cholesky_inverse is several times slower on CPU)
-        identity = torch.eye(num_items, dtype=gram.dtype)
-        precision = torch.cholesky_solve(identity, torch.linalg.cholesky(gram))
-        weights = -precision / precision.diagonal().unsqueeze(0)
-        weights.fill_diagonal_(0.0)
-        self.item_weights = weights.to(torch.float32)
-        self.num_items = num_items
-        return self
-
-    def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
-        """(B, I) scores: each user's binary history row times B."""
-        users = self._check_scoring(users, history)
-        rows = history_matrix(history)[users]
-        return torch.from_numpy(np.asarray(rows @ self.item_weights.numpy(), dtype=np.float32))
-
-    def __repr__(self) -> str:
-        return f"EASE(l2={self.l2:g})"
-
-
-class ItemKNN(_Fitted):
+class ItemKNN(ItemItem):
     """Item-based nearest neighbours with cosine similarity (RecBole's ItemKNN).
 
     ``sim(i, j) = x_i . x_j / (|x_i| |x_j| + shrink)`` over binary item columns; each item
@@ -157,22 +73,22 @@ class ItemKNN(_Fitted):
             raise ValueError(f"shrink must be non-negative, got {shrink}")
         self.k = int(k)
         self.shrink = float(shrink)
-        self.similarity: sp.csr_matrix | None = None  # (I, I): [j, i] = sim of neighbour j to i
 
-    def fit(self, train: Interactions) -> ItemKNN:
-        self._check_fit_input(train)
-        matrix = history_matrix(train).tocsc()
-        num_items = train.catalog_size
-        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
+    def fit_matrix(self, matrix: sp.spmatrix) -> ItemKNN:
+        """Fit on a binary (users x catalog) matrix; only its occurring items get neighbours."""
+        matrix, items = active_items(matrix, type(self).__name__)
+        columns = matrix[:, items].tocsc()
+        num_items = len(items)
+        norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=0)).ravel())
         keep = min(self.k, max(num_items - 1, 1))
         # dense similarity columns are built a block at a time so memory stays bounded;
-        # about five (I, b) 8-byte arrays are alive at once
+        # about five (n, b) 8-byte arrays are alive at once
         block = max(1, _BLOCK_BYTES // (5 * 8 * max(num_items, 1)))
         rows, cols, values = [], [], []
-        transposed = matrix.T.tocsr()
+        transposed = columns.T.tocsr()
         for start in range(0, num_items, block):
             stop = min(start + block, num_items)
-            overlap = (transposed @ matrix[:, start:stop]).toarray()  # (I, b) co-occurrences
+            overlap = (transposed @ columns[:, start:stop]).toarray()  # (n, b) co-occurrences
             denominator = np.outer(norms, norms[start:stop]) + self.shrink
             with np.errstate(divide="ignore", invalid="ignore"):
                 similarity = np.where(denominator > 0, overlap / denominator, 0.0)
@@ -183,18 +99,31 @@ class ItemKNN(_Fitted):
             rows.append(top[positive])
             cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[positive])
             values.append(top_values[positive])
-        self.similarity = sp.csr_matrix(
+        similarity = sp.csr_matrix(
             (np.concatenate(values).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
             shape=(num_items, num_items),
         )
-        self.num_items = num_items
+        self._set(items, matrix.shape[1], similarity)
         return self
 
-    def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
-        """(B, I) summed neighbour similarities over each user's history."""
-        users = self._check_scoring(users, history)
-        rows = history_matrix(history)[users]
-        return torch.from_numpy(np.asarray((rows @ self.similarity).toarray(), dtype=np.float32))
+    def with_neighbours(self, k: int) -> ItemKNN:
+        """A copy keeping each item's ``k`` most similar neighbours (``k`` at most the
+        fitted k), so tuning k needs one fit; tied neighbours may be kept either way."""
+        if self.weights is None:
+            raise RuntimeError("ItemKNN is not fitted; call fit(train) first")
+        if not 1 <= k <= self.k:
+            raise ValueError(f"k must be in [1, {self.k}] (the fitted k), got {k}")
+        by_item = self.weights.tocsc()
+        owners = np.repeat(np.arange(by_item.shape[1]), np.diff(by_item.indptr))
+        order = np.lexsort((-by_item.data, owners))  # per item, most similar first
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size) - by_item.indptr[owners[order]]
+        kept = rank < k
+        pruned = sp.csr_matrix((by_item.data[kept], (by_item.indices[kept], owners[kept])),
+                               shape=by_item.shape)
+        copy = ItemKNN(k, self.shrink)
+        copy._set(self.item_rows, self.num_items, pruned)
+        return copy
 
     def __repr__(self) -> str:
         return f"ItemKNN(k={self.k}, shrink={self.shrink:g})"
