@@ -1,10 +1,13 @@
-"""Pretrain on each scenario's source, then compare fine-tuning strategies on its target.
+"""Pretrain on each scenario's source, then compare baselines and fine-tuning strategies.
 
-Writes ``<out>/<scenario>/base/`` (the pretrained checkpoint), ``comparison.json`` and
-``comparison.md`` (strategies x fractions, with compute). Real-data scenarios (movies,
-movies-temporal, music) run only when ``RECFT_DATA_DIR`` holds the releases.
+Writes ``<out>/<scenario>/`` with the pretrained checkpoint(s) (``base/``, or
+``seed-<s>/base/`` with several seeds), ``comparison.json``, ``comparison_protocol.json``
+and ``comparison.md`` (strategies x fractions with 95% intervals, the verdict against the
+best baseline, compute), and prints the tables. Real-data scenarios (movies,
+movies-temporal, music) run only when ``RECFT_DATA_DIR`` holds the releases; by default
+they average three cohort draws (``DEFAULT_SEEDS``).
 
-    .venv/bin/python benchmarks/compare_scenarios.py --scenarios synthetic music
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare_scenarios.py --scenarios synthetic music
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import torch
 
 from recft.errors import DataError
 from recft.finetune.compare import FRACTIONS, STRATEGIES
-from recft.finetune.comparison_table import comparison_markdown
+from recft.finetune.comparison_table import MARKDOWN_NAME
 from recft.finetune.scenario_run import run_scenario
-from recft.finetune.scenarios import REAL_DATA, SCENARIOS, Scenario
+from recft.finetune.scenarios import DEFAULT_SEEDS, REAL_DATA, SCENARIOS, scenario_draws
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                         choices=list(STRATEGIES))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="seeds (cohort draws) for every scenario; default DEFAULT_SEEDS")
     parser.add_argument("--size", default="demo", help="synthetic size preset")
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--embedding-dim", type=int, default=64)
@@ -45,23 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         if name in REAL_DATA and not data_dir:
             print(f"[{name}] skipped: set RECFT_DATA_DIR to the folder holding the releases")
             continue
+        draws = scenario_draws(name, data_dir=data_dir, size=args.size)
         try:
-            scenario = (SCENARIOS[name](seed=args.seed, size=args.size) if name == "synthetic"
-                        else SCENARIOS[name](data_dir=data_dir, seed=args.seed))
+            draws(0)  # a missing release is reported here, before any training
         except DataError as error:
             print(f"[{name}] skipped: {error}")
             continue
-        run(scenario, Path(args.out) / name, args)
+        out = Path(args.out) / name
+        started = time.perf_counter()
+        run_scenario(draws, out, seeds=tuple(args.seeds or DEFAULT_SEEDS[name]),
+                     fractions=args.fractions, strategies=args.strategies,
+                     pretrain_epochs=args.pretrain_epochs, embedding_dim=args.embedding_dim)
+        print((out / MARKDOWN_NAME).read_text())
+        print(f"  total {time.perf_counter() - started:.0f} s; wrote {out}/comparison.json, .md")
     return 0
-
-
-def run(scenario: Scenario, out: Path, args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    rows = run_scenario(scenario, out, seed=args.seed, fractions=args.fractions,
-                        strategies=args.strategies, pretrain_epochs=args.pretrain_epochs,
-                        embedding_dim=args.embedding_dim)
-    print(comparison_markdown(rows))
-    print(f"  total {time.perf_counter() - started:.0f} s; wrote {out}/comparison.json, .md")
 
 
 if __name__ == "__main__":

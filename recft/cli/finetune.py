@@ -35,13 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     compare = subparsers.add_parser(
         "compare",
-        help="popularity / scratch / zero-shot / frozen / frozen+full / adapters across data fractions",
-        description="On one split of the target, train every strategy at several fractions of the "
-        "target's training data and write comparison.json (test metrics and compute per row) "
-        "and comparison.md. Either give --checkpoint and --dataset, or --scenario to pretrain "
-        "the preset's base model first.",
-        epilog="examples:\n  recft compare --checkpoint runs/base --dataset my.csv --split random:0.8,0.1,0.1 "
-        "--seed 0 --fractions 0.05,0.1,0.25,0.5,1.0 --out runs/compare\n"
+        help="baselines (popularity, EASE, item-kNN) and fine-tuning strategies across data "
+        "fractions, with 95%% intervals",
+        description="On one split of the target per seed, fit the baselines (popularity, ease, "
+        "itemknn on the target fraction; ease-source, itemknn-source on source + target fraction "
+        "when the source is known) and train recft's strategies (scratch, zero-shot, frozen, "
+        "frozen+full, adapters) at several fractions of the target's training data. Writes "
+        "comparison.json (test metrics, 95% bootstrap intervals over test users, the paired "
+        "verdict against the best baseline, compute per row), comparison_protocol.json and "
+        "comparison.md. Either give --checkpoint and --dataset (and --source for the "
+        "source-fitted baselines), or --scenario to pretrain the preset's base model first.",
+        epilog="examples:\n  recft compare --checkpoint runs/base --dataset my.csv --source "
+        "source.csv --seeds 0,1,2 --fractions 0.05,0.1,0.25,0.5,1.0 --out runs/compare\n"
         "  recft compare --scenario music --data-dir ../shared/data --out runs/music",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,14 +56,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="preset: synthetic, movies, movies-temporal, music")
     add_dataset_args(compare, required=False)
     add_split_args(compare)
+    compare.add_argument("--source", metavar="NAME|PATH",
+                         help="with --checkpoint: the source domain's interactions (name or "
+                         "file), for the ease-source and itemknn-source baselines")
+    compare.add_argument("--seeds", metavar="S,S",
+                         help="several seeds (split, fractions, training; with --scenario also "
+                         "the cohort): means, spreads and intervals over all of them "
+                         "(default: --seed; movies, movies-temporal, music: 0,1,2)")
     compare.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0", metavar="F,F",
                          help="fractions of the target's training interactions")
     compare.add_argument("--strategies", metavar="S,S",
-                         help="subset of popularity,scratch,zero-shot,frozen,frozen+full,adapters")
+                         help="subset of popularity,ease,itemknn,ease-source,itemknn-source,"
+                         "scratch,zero-shot,frozen,frozen+full,adapters")
+    compare.add_argument("--ease-max-items", type=int, metavar="N",
+                         help="refuse EASE rows fitted on more items than this (dense N x N "
+                         "matrices, 4 N^2 bytes each; default 30000)")
     compare.add_argument("--pretrain-epochs", type=int, default=10, help="with --scenario")
     compare.add_argument("--size", default="demo", help="synthetic scenario size preset")
     compare.add_argument("--out", required=True, metavar="DIR")
-    compare.set_defaults(handler=_compare)
+    # no --seed means the preset's seeds (or 0), so its default is None here
+    compare.set_defaults(handler=_compare, seed=None)
 
 
 @locks_outputs("out", resume=True)  # one writer per --out and <out>.resume
@@ -105,34 +122,50 @@ def _recipe(args: argparse.Namespace):
 @locks_outputs("out")
 def _compare(args: argparse.Namespace) -> int:
     from recft.errors import DataError
-    from recft.finetune import STRATEGIES, compare
+    from recft.finetune.compare import compare, default_strategies
     from recft.finetune.comparison_table import comparison_markdown
+    from recft.models.baselines import EASE_MAX_ITEMS
 
     fractions = _floats(args.fractions, "--fractions")
-    strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
+    has_source = bool(args.scenario or args.source)
+    strategies = (tuple(args.strategies.split(",")) if args.strategies
+                  else default_strategies(has_source))
+    max_items = args.ease_max_items or EASE_MAX_ITEMS
+    log = None if args.quiet else print
     if args.scenario:
         from recft.finetune.scenario_run import run_scenario
-        from recft.finetune.scenarios import make_scenario
+        from recft.finetune.scenarios import DEFAULT_SEEDS, scenario_draws
 
-        scenario = make_scenario(args.scenario, data_dir=args.data_dir, seed=args.seed,
-                                 size=args.size)
-        rows = run_scenario(scenario, args.out, seed=args.seed, fractions=fractions,
+        draws = scenario_draws(args.scenario, data_dir=args.data_dir, size=args.size)
+        seeds = _seeds(args, DEFAULT_SEEDS[args.scenario])
+        rows = run_scenario(draws, args.out, seeds=seeds, fractions=fractions,
                             strategies=strategies, pretrain_epochs=args.pretrain_epochs,
-                            progress=not args.quiet, log=None if args.quiet else print)
+                            ease_max_items=max_items, progress=not args.quiet, log=log)
     else:
         if not args.dataset:
             raise DataError("--checkpoint needs --dataset (a name or a file of the target domain)")
         target = load_dataset(args)
-        rows = compare(args.checkpoint, target, args.split, seed=args.seed, fractions=fractions,
-                       strategies=strategies, out=args.out, progress=not args.quiet,
-                       log=None if args.quiet else print)
-        from recft.io import atomic_write_text
-
-        atomic_write_text(Path(args.out) / "comparison.md",
-                          f"# {args.dataset} from {args.checkpoint}\n\n{comparison_markdown(rows)}")
+        source = load_dataset(args, args.source) if args.source else None
+        rows = compare(args.checkpoint, target, args.split, fractions=fractions,
+                       strategies=strategies, out=args.out, source=source,
+                       seeds=_seeds(args, (0,)), ease_max_items=max_items,
+                       title=f"{args.dataset} from {args.checkpoint}",
+                       progress=not args.quiet, log=log)
     print(comparison_markdown(rows))
     print(f"wrote {Path(args.out) / 'comparison.json'}")
     return 0
+
+
+def _seeds(args: argparse.Namespace, default: tuple[int, ...]) -> tuple[int, ...]:
+    """--seeds, else an explicit --seed, else ``default``."""
+    from recft.errors import DataError
+
+    if args.seeds:
+        try:
+            return tuple(int(v) for v in args.seeds.split(","))
+        except ValueError:
+            raise DataError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    return (args.seed,) if args.seed is not None else default
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:

@@ -13,9 +13,12 @@ Modules:
 
 The models it produces (FineTunedTwoTower, heads, adapters) live in ``recft.models``; the
 training engine (loop, optimizers) in ``recft.train``.
-    compare         compare(): popularity / scratch / zero-shot / frozen / full / adapters
-    comparison_table  markdown tables of compare() rows
+    compare         compare(): baselines and recft's strategies at data fractions, per seed
+    compare_baselines  popularity, EASE and item-kNN rows (target or source + target), tuned
+    comparison_stats   means over seeds, bootstrap intervals, verdicts vs the best baseline
+    comparison_table  write_comparison: comparison.json / _protocol.json / .md, the tables
     scenarios       the synthetic, movies and music comparison presets
+    scenario_run    run_scenario: pretrain on the source, then compare, per seed
 """
 
 from __future__ import annotations
