@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from recft.data._time import iso_date
 from recft.data.features import EntityFeatures
 from recft.data.interactions import Interactions
 
@@ -52,9 +52,10 @@ def describe(x: Interactions) -> dict[str, Any]:
     if x.weights is not None:
         result["weights"] = _distribution(x.weights)
     if x.timestamps is not None and n:
-        start, end = pd.to_datetime([int(x.timestamps.min()), int(x.timestamps.max())], unit="s")
-        result["time_range"] = {"start": start.date().isoformat(), "end": end.date().isoformat(),
-                                "days": int((end - start).days)}
+        # any int64 formats (numpy dates), so describe never fails on the data it describes
+        first, last = int(x.timestamps.min()), int(x.timestamps.max())
+        result["time_range"] = {"start": iso_date(first), "end": iso_date(last),
+                                "days": (last - first) // 86_400}
     for side, features in (("item", x.item_features), ("user", x.user_features)):
         result[f"{side}_features"] = _features(features)
         result[f"{side}_attributes"] = _attributes(features)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recft.data._time import iso_date
 from recft.data.features import EntityFeatures
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
@@ -156,8 +157,8 @@ class Interactions:
         if self.ratings is not None and len(self):
             parts.append(f"ratings {self.ratings.min():g}..{self.ratings.max():g}")
         if self.timestamps is not None and len(self):
-            start, end = pd.to_datetime([self.timestamps.min(), self.timestamps.max()], unit="s")
-            parts.append(f"time {start.date()}..{end.date()}")
+            start, end = iso_date(self.timestamps.min()), iso_date(self.timestamps.max())
+            parts.append(f"time {start}..{end}")
         if self.item_features is not None and self.item_features.describe():
             parts.append(f"item features: {self.item_features.describe()}")
         if self.user_features is not None and self.user_features.describe():

@@ -5,6 +5,10 @@ the play-count files is kept; lastfm-1k's listening events are aggregated to one
 (user, artist) with the event count and the last timestamp. An artist is identified by
 its MusicBrainz id, or by its name where the release gives no id.
 
+A play count below zero is refused (the file, line and field are named): it counts
+listens, so a negative one is corrupt data, and as a training weight it would push the
+pair apart. Zero is kept.
+
 Two documented exceptions to "every row is used": HetRec's ``user_taggedartists.dat``
 tags 390 artists that ``artists.dat`` (the catalog) lacks; those 1,538 tag assignments
 describe no catalog item and are skipped. In lastfm-1k/360k, a row with neither an artist
@@ -28,6 +32,7 @@ from recft.data._parsing import (
     read_table,
     unix_seconds,
 )
+from recft.data._time import refuse_outside_time_range
 from recft.data._users import age_group
 from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
@@ -83,6 +88,7 @@ def _load_2k(folder: Path, name: str) -> Interactions:
     plays = read_table(plays_path, [Column("user", "int"), Column("item", "int"),
                                     Column("weight", "int")],
                        sep="\t", header=["userID", "artistID", "weight"])
+    _refuse_negative_counts(plays["weight"].to_numpy(), plays_path, 2, "weight")
     item_rows = encode_in_catalog(item_vocab, plays["item"].to_numpy(), plays_path, 2,
                                   "artistID", artists_path)
     user_rows, user_ids = factorize_sorted(plays["user"])
@@ -112,6 +118,16 @@ def _read_2k_tags(tags_path: Path, tagged_path: Path,
                      tagged_path, int((~known).sum()))
     values = pd.Series(tags["value"].to_numpy()[tag_rows[known]])
     return tag_feature(item_rows[known], values, len(item_vocab))
+
+
+def _refuse_negative_counts(counts: np.ndarray, path: Path, first_line: int,
+                            field: str) -> None:
+    """A play count is how often someone listened: below zero it is corrupt data."""
+    negative = counts < 0
+    if negative.any():
+        row = int(np.argmax(negative))
+        raise DataError(f"play count {counts[row]} is negative", path=path,
+                        line=first_line + row, field=field)
 
 
 def _artist_ids(mbids: pd.Series, names: pd.Series, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +167,7 @@ def _load_1k(folder: Path, name: str) -> Interactions:
         raise DataError(f"{events['time'].iloc[row]!r} is not a time like "
                         "2009-05-04T23:08:57Z", path=events_path, line=row + 1, field="time")
     seconds = unix_seconds(times)
+    refuse_outside_time_range(seconds, events_path, 1, "time")
     user_rows, user_ids = factorize_sorted(events["user"].to_numpy()[usable])
     item_rows, item_ids = factorize_sorted(ids[usable])
     names = events["artist_name"].astype(str).to_numpy()[usable]
@@ -174,6 +191,7 @@ def _load_360k(folder: Path, name: str) -> Interactions:
         plays_path, [Column("user", "category"), Column("artist_id", "category", optional=True),
                      Column("artist_name", "category", optional=True), Column("plays", "int")],
         sep="\t", encoding=UTF8_OR_LATIN1)
+    _refuse_negative_counts(plays["plays"].to_numpy(), plays_path, 1, "plays")
     ids, usable = _artist_ids(plays["artist_id"], plays["artist_name"], plays_path)
     user_rows, user_ids = factorize_sorted(plays["user"].to_numpy()[usable])
     item_rows, item_ids = factorize_sorted(ids[usable])

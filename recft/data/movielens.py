@@ -23,7 +23,8 @@ from recft.data._catalog import (
     years_from_titles,
 )
 from recft.data._parsing import UTF8_OR_LATIN1, Column, factorize_sorted, read_table
-from recft.data._users import read_ml100k_users, read_ml1m_users
+from recft.data._time import refuse_outside_time_range
+from recft.data._users import read_ml1m_users, read_ml100k_users
 from recft.data.features import CategoricalFeature, EntityFeatures
 from recft.data.interactions import Interactions
 from recft.data.releases import MOVIELENS_RELEASES, release_dir
@@ -105,9 +106,11 @@ def _interactions(ratings: pd.DataFrame, ratings_path: Path, first_line: int, na
         user_vocab, user_features = users
         user_rows = encode_in_catalog(user_vocab, ratings["user"].to_numpy(), ratings_path,
                                       first_line, "user", users_path or "users file")
+    times = ratings["timestamp"].to_numpy(np.int64)
+    refuse_outside_time_range(times, ratings_path, first_line, "timestamp")
     return Interactions(
         user_ids=user_rows, item_ids=item_rows, user_vocab=user_vocab, item_vocab=item_vocab,
-        ratings=values.astype(np.float32), timestamps=ratings["timestamp"].to_numpy(np.int64),
+        ratings=values.astype(np.float32), timestamps=times,
         item_features=items, user_features=user_features, feedback="explicit", name=name,
     )
 

@@ -17,7 +17,8 @@ class Vocabulary:
     """An ordered set of raw ids; an id's position is its row in every table keyed by it.
 
     Raw ids are either all integers (stored as int64) or all strings; a mix is coerced to
-    strings so that ``"42"`` from a CSV and ``42`` from a DataFrame do not become two ids.
+    strings so that ``"42"`` from a CSV and ``42`` from a DataFrame do not become two ids,
+    and so are integers beyond int64 (arbitrary-precision ids stay exact as strings).
 
     Example::
 
@@ -120,7 +121,10 @@ class Vocabulary:
         except (KeyError, TypeError):
             raise DataError(f"{source}: expected keys 'dtype' and 'ids'") from None
         if dtype == "int":
-            array = np.asarray(ids, dtype=np.int64)
+            try:
+                array = np.asarray(ids, dtype=np.int64)
+            except (OverflowError, TypeError, ValueError):
+                raise DataError(f"{source}: integer ids must fit in 64 bits") from None
         elif dtype == "str":
             array = np.asarray([str(v) for v in ids], dtype=object)
         else:
@@ -142,7 +146,10 @@ def _normalise(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "O":
         values = array.tolist()
         if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            return np.asarray(values, dtype=np.int64)
+            try:
+                return np.asarray(values, dtype=np.int64)
+            except OverflowError:  # beyond int64: the ids are kept as strings
+                pass
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
             raise DataError("ids contain missing values (None/NaN)")
     return np.asarray([str(v) for v in array.tolist()], dtype=object)
@@ -155,7 +162,7 @@ def _coerce_like(values: np.ndarray, vocab: Vocabulary) -> np.ndarray:
             return values.astype(np.int64)
         try:
             as_int = values.astype(np.int64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             return values.astype(object)
         return as_int
     return np.asarray([str(v) for v in values.tolist()], dtype=object)
