@@ -6,13 +6,16 @@ import csv
 import io
 import itertools
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 
+from recft.data._arrow_csv import NotFast, read_frame
 from recft.errors import DataError
 
 #: Multi-character separators (MovieLens ``::``) are rewritten to this byte so the fast C
@@ -23,8 +26,8 @@ _UNIT_SEPARATOR = "\x1f"
 #: UTF-8, while Latin-1 decodes any bytes, so the order matters.
 UTF8_OR_LATIN1 = "utf-8|latin-1"
 
-_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-_EOF_IN_STRING = re.compile(r"EOF inside string starting at row (\d+)")
+FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+EOF_IN_STRING = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 class _TextDecodeError(DataError):
@@ -97,7 +100,12 @@ def read_table(
         first_line = 2
     reader = _Reader(path, columns, sep, encoding, quoted, first_line)
     try:
-        frame = reader.read()
+        frame = read_frame(reader.open, columns, sep=reader.arrow_sep, first_line=first_line,
+                           encoding=encoding, quoted=quoted)
+    except NotFast:  # pandas reads it again, and names the bad line if there is one
+        frame = None
+    try:
+        frame = reader.read() if frame is None else frame
     except UnicodeDecodeError as error:
         raise _TextDecodeError(f"not valid {encoding} text ({error.reason})",
                                path=path) from None
@@ -114,19 +122,27 @@ class _Reader:
         self.path, self.columns, self.encoding = path, list(columns), encoding
         self.quoted, self.first_line, self.sep = quoted, first_line, sep
 
-    def _source(self) -> str | io.BytesIO | Path:
+    @property
+    def arrow_sep(self) -> str:
+        return self.sep if len(self.sep) == 1 else _UNIT_SEPARATOR
+
+    def open(self) -> BinaryIO:
+        """The file's bytes, with a multi-character separator rewritten to one byte."""
         if len(self.sep) == 1:
-            return self.path
+            return open(self.path, "rb")
         data = self.path.read_bytes()
         if _UNIT_SEPARATOR.encode() in data:
             raise DataError("file contains the control byte 0x1f, which recft reserves",
                             path=self.path)
         return io.BytesIO(data.replace(self.sep.encode(), _UNIT_SEPARATOR.encode()))
 
+    def _source(self) -> str | io.BytesIO | Path:
+        return self.path if len(self.sep) == 1 else self.open()
+
     def _read_csv(self, dtype: dict[str, str] | str) -> pd.DataFrame:
         return pd.read_csv(
             self._source(),
-            sep=self.sep if len(self.sep) == 1 else _UNIT_SEPARATOR,
+            sep=self.arrow_sep,
             header=None,
             skiprows=self.first_line - 1,
             names=[c.name for c in self.columns],
@@ -143,10 +159,12 @@ class _Reader:
     def read(self) -> pd.DataFrame:
         kinds = {"int": "int64", "float": "float64", "str": "str", "category": "category"}
         try:
-            frame = self._read_csv({c.name: kinds[c.kind] for c in self.columns})
+            with warnings.catch_warnings():  # "1e20" as int64 warns before it raises
+                warnings.simplefilter("ignore", RuntimeWarning)
+                frame = self._read_csv({c.name: kinds[c.kind] for c in self.columns})
         except pd.errors.ParserError as error:
             raise self._parser_error(error) from None
-        except ValueError:  # a non-numeric or empty number: find it in the text re-read
+        except (ValueError, OverflowError):  # a bad number: find it in the text re-read
             return self._diagnose()
         for column in self.columns:
             values = frame[column.name]
@@ -159,12 +177,12 @@ class _Reader:
 
     def _parser_error(self, error: Exception) -> DataError:
         message = str(error)
-        match = _FIELD_COUNT.search(message)
+        match = FIELD_COUNT.search(message)
         if match:
             expected, line, found = (int(g) for g in match.groups())
             return DataError(f"expected {expected} fields, found {found}",
                              path=self.path, line=line)
-        match = _EOF_IN_STRING.search(message)
+        match = EOF_IN_STRING.search(message)
         if match:
             return DataError("unterminated quoted field", path=self.path,
                              line=int(match.group(1)) + 1)
@@ -182,10 +200,13 @@ class _Reader:
         for column in self.columns:
             values = text[column.name]
             if column.kind in ("int", "float"):
-                numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+                parsed = pd.to_numeric(values, errors="coerce")
+                numbers = parsed.to_numpy(dtype=np.float64)
                 bad = ~np.isfinite(numbers)
-                if column.kind == "int":
-                    bad |= np.isfinite(numbers) & (numbers != np.round(numbers))
+                if column.kind == "int":  # integral and inside int64 (2**63 itself is not)
+                    bad |= (numbers != np.round(numbers)) | (np.abs(numbers) >= 2**63)
+                    # all-integer text parses to exact int64; floats (4.0) convert safely
+                    numbers = parsed.to_numpy() if parsed.dtype == np.int64 else numbers
                 converted[column.name] = numbers
             elif not column.optional:
                 bad = (values == "").to_numpy()
@@ -235,6 +256,10 @@ class _Reader:
         kind = next(c.kind for c in self.columns if c.name == field)
         if value == "":
             return DataError("empty value", path=self.path, line=line, field=field)
+        number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+        if kind == "int" and np.isfinite(number) and number == round(number):
+            return DataError(f"{value!r} is outside the 64-bit integer range", path=self.path,
+                             line=line, field=field)
         expected = {"int": "an integer", "float": "a finite number"}.get(kind, "a value")
         return DataError(f"{value!r} is not {expected}", path=self.path, line=line, field=field)
 

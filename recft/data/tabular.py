@@ -2,23 +2,33 @@
 
 Defaults: columns ``user_id`` and ``item_id``; ``rating``, ``timestamp`` and ``weight`` are
 used automatically when present. Every row is kept as in the file.
+
+Files are read by pyarrow into compact columns (``_arrow_csv``, ``_arrow_columns``); a
+file that path cannot vouch for is read again by the reference parser below (pandas),
+which accepts it or names the file, line and field at fault.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from recft.data._parsing import unix_seconds
+from recft.data._arrow_columns import float32_values, id_rows, unix_seconds
+from recft.data._arrow_csv import NotFast, read_columns, release_memory
+from recft.data._pandas_columns import Locator, ids, numbers, seconds
+from recft.data._parsing import EOF_IN_STRING, FIELD_COUNT
+from recft.data._sources import RecordLines, read_header, text_opener
 from recft.data.interactions import FEEDBACK_KINDS, Interactions
-from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")
-_INTEGER = r"-?[0-9]+"
+_ROLES = ("user", "item", "rating", "timestamp", "weight")
 
 
 def read_interactions(
@@ -31,21 +41,26 @@ def read_interactions(
     sep: str | None = None,
     feedback: str | None = None,
 ) -> Interactions:
-    """Read interactions from a .csv/.tsv (optionally .gz) or .parquet file.
+    """Read interactions from a .csv/.tsv (optionally compressed) or .parquet file.
 
     Args:
-        path: the file; the first line of a CSV/TSV is its header.
-        user, item: id columns (ints or strings; ``"007"`` stays a string).
+        path: the file; the first line of a CSV/TSV is its header. Compression (gzip, bz2,
+            xz, zstd, a one-file zip) is recognised from the bytes, whatever the name.
+        user, item: id columns (ints or strings; ``"007"`` stays a string, and so do
+            integers beyond the 64-bit range).
         rating: rating or count column (default ``rating`` if present).
         timestamp: Unix seconds or ISO-8601 datetimes (default ``timestamp`` if present);
-            naive datetimes are taken as UTC.
+            naive datetimes are taken as UTC; times outside 1900..2200 are refused.
         weight: sample-weight column (default ``weight`` if present).
         sep: field separator (default from the suffix: ``,`` for .csv, tab for .tsv).
-        feedback: ``explicit``/``count``/``implicit`` (default explicit with a rating column).
+        feedback: ``explicit``/``count``/``implicit`` (default explicit with a rating
+            column); a negative ``count`` is refused.
 
     Raises:
-        DataError: missing file or column (listing the columns found), or an empty,
-            non-numeric or NaN value, naming its line (the header is line 1).
+        DataError: missing file or column (listing the columns found), a column named twice
+            in the header, a line of empty fields, an unterminated quote, or an empty,
+            non-numeric, non-finite or out-of-range value, naming its line (the header is
+            line 1).
 
     Example::
 
@@ -56,30 +71,37 @@ def read_interactions(
         raise DataError("file not found", path=path)
     if path.stat().st_size == 0:
         raise DataError("file is empty", path=path, line=1)
+    if feedback is not None and feedback not in FEEDBACK_KINDS:
+        raise DataError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
     suffixes = [s.lower() for s in path.suffixes]
     base = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in _COMPRESSIONS else (
         suffixes[-1] if suffixes else "")
+    requested = {"user": user, "item": item, "rating": rating, "timestamp": timestamp,
+                 "weight": weight}
+    name = path.name.split(".")[0]
     if base == ".parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as error:  # pyarrow raises several types for corrupt files
-            raise DataError(f"cannot read Parquet: {error}", path=path) from None
-        first_line = None
-    else:
-        if sep is None and base not in _SEPARATORS:
-            raise DataError(
-                f"cannot tell the format from the suffix {''.join(suffixes)!r}; use .csv, .tsv, "
-                ".parquet (optionally .gz), or pass sep=", path=path)
-        try:
-            frame = pd.read_csv(path, sep=sep or _SEPARATORS[base], dtype=str,
-                                keep_default_na=False, na_values=[], skip_blank_lines=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as error:
-            raise DataError(f"cannot parse: {error}", path=path) from None
-        first_line = 2
-        # blank lines carry nothing; dropping them keeps the index = line - 2 for errors
-        frame = frame[~(frame == "").all(axis=1).to_numpy()]
-    return _convert(frame, user, item, rating, timestamp, weight, feedback, path=path,
-                    first_line=first_line, name=path.name.split(".")[0])
+        return _read_parquet(path, requested, feedback, name)
+    if sep is None and base not in _SEPARATORS:
+        raise DataError(
+            f"cannot tell the format from the suffix {''.join(suffixes)!r}; use .csv, .tsv, "
+            ".parquet (optionally .gz), or pass sep=", path=path)
+    sep = sep or _SEPARATORS[base]
+    opener = text_opener(path)
+    header = read_header(path, opener, sep)
+    roles = _roles(header, requested, path, line=1)
+    types = {roles[r]: pa.dictionary(pa.int32(), pa.string()) for r in ("user", "item")}
+    types.update({roles[r]: pa.float32() for r in ("rating", "weight") if r in roles})
+    try:
+        columns = read_columns(opener, names=header, skip_rows=1,
+                               sep=sep, quoted=True, types=types,
+                               include=sorted(set(roles.values())))
+        if not len(columns[roles["user"]]):
+            raise NotFast("no data rows")  # the reference parser words that error
+        return _from_arrow(columns, roles, feedback, path, name)
+    except NotFast:
+        pass
+    frame, lines = _reference_csv(path, opener, sep)
+    return _convert(frame, roles, feedback, Locator(frame, path, lines), name)
 
 
 def from_pandas(
@@ -96,115 +118,148 @@ def from_pandas(
 
     Errors name the row label of the offending value.
     """
-    return _convert(frame, user, item, rating, timestamp, weight, feedback, path=None,
-                    first_line=None, name=name)
-
-
-def _convert(frame: pd.DataFrame, user: str, item: str, rating: str | None,
-             timestamp: str | None, weight: str | None, feedback: str | None, *,
-             path: Path | None, first_line: int | None, name: str) -> Interactions:
-    found = [str(c) for c in frame.columns]
-    rating = rating or ("rating" if "rating" in found else None)
-    timestamp = timestamp or ("timestamp" if "timestamp" in found else None)
-    weight = weight or ("weight" if "weight" in found else None)
-    for role, column in (("user", user), ("item", item), ("rating", rating),
-                         ("timestamp", timestamp), ("weight", weight)):
-        if column is not None and column not in found:
-            raise DataError(f"no {role} column {column!r}; columns found: {found}", path=path,
-                            line=1 if first_line else None, field=column)
     if feedback is not None and feedback not in FEEDBACK_KINDS:
         raise DataError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
-    if not len(frame):
-        raise DataError("no data rows", path=path, line=first_line)
-    where = _Locator(frame, path, first_line)
-    user_rows, user_vocab = _ids(frame[user], user, where)
-    item_rows, item_vocab = _ids(frame[item], item, where)
+    found = [str(c) for c in frame.columns]
+    twice = pd.Index(found)[pd.Index(found).duplicated()]
+    if len(twice):
+        raise DataError(f"column {twice[0]!r} appears twice", field=twice[0])
+    requested = {"user": user, "item": item, "rating": rating, "timestamp": timestamp,
+                 "weight": weight}
+    roles = _roles(found, requested, None, line=None)
+    return _convert(frame, roles, feedback, Locator(frame, None, None), name)
+
+
+def _roles(found: list[str], requested: dict[str, str | None], path: Path | None,
+           line: int | None) -> dict[str, str]:
+    """Role (user, item, rating, ...) -> column name; optional roles default to their name."""
+    roles = {}
+    for role in _ROLES:
+        column = requested[role] or (role if role in found and role not in ("user", "item")
+                                     else None)
+        if column is None:
+            continue
+        if column not in found:
+            raise DataError(f"no {role} column {column!r}; columns found: {found}", path=path,
+                            line=line, field=column)
+        roles[role] = column
+    return roles
+
+
+def _feedback(roles: dict[str, str], feedback: str | None) -> str:
+    return feedback or ("explicit" if "rating" in roles else "implicit")
+
+
+def _from_arrow(columns: dict[str, pa.ChunkedArray], roles: dict[str, str],
+                feedback: str | None, path: Path, name: str) -> Interactions:
+    """The fast path's Interactions; ``NotFast`` sends the file to the reference parser.
+
+    Each arrow column is dropped once converted, so the peak holds the parsed table and
+    the finished columns, not two copies of everything.
+    """
+    uses = Counter(roles.values())
+
+    def take(role: str) -> tuple[pa.ChunkedArray, str]:
+        name = roles[role]
+        uses[name] -= 1
+        return (columns.pop(name) if not uses[name] else columns[name]), name
+
+    user_rows, user_vocab = id_rows(*take("user"), path)
+    item_rows, item_vocab = id_rows(*take("item"), path)
+    values = {role: float32_values(*take(role), path) for role in ("rating", "weight")
+              if role in roles}
+    times = unix_seconds(*take("timestamp"), path) if "timestamp" in roles else None
+    release_memory()
+    kind = _feedback(roles, feedback)
+    if kind == "count" and "rating" in values and (values["rating"] < 0).any():
+        raise NotFast("negative count")  # the reference parser names its line
     return Interactions(
         user_ids=user_rows, item_ids=item_rows, user_vocab=user_vocab, item_vocab=item_vocab,
-        ratings=None if rating is None else _numbers(frame[rating], rating, where),
-        weights=None if weight is None else _numbers(frame[weight], weight, where),
-        timestamps=None if timestamp is None else _seconds(frame[timestamp], timestamp, where),
-        feedback=feedback or ("explicit" if rating is not None else "implicit"),
-        name=name,
+        ratings=values.get("rating"), weights=values.get("weight"), timestamps=times,
+        feedback=kind, name=name)
+
+
+def _read_parquet(path: Path, requested: dict[str, str | None], feedback: str | None,
+                  name: str) -> Interactions:
+    try:
+        found = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"cannot read Parquet: {error}", path=path) from None
+    twice = pd.Index(found)[pd.Index(found).duplicated()]
+    if len(twice):
+        raise DataError(f"column {twice[0]!r} appears twice", path=path, field=twice[0])
+    roles = _roles(found, requested, path, line=None)
+    try:
+        table = pq.read_table(path, columns=sorted(set(roles.values())))
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"cannot read Parquet: {error}", path=path) from None
+    if not table.num_rows:
+        raise DataError("no data rows", path=path)
+    try:
+        return _from_arrow({n: table.column(n) for n in table.column_names}, roles, feedback,
+                           path, name)
+    except NotFast:
+        frame = table.to_pandas()
+        return _convert(frame, roles, feedback, Locator(frame, path, None), name)
+
+
+def _reference_csv(path: Path, opener, sep: str) -> tuple[pd.DataFrame, RecordLines]:
+    """Every field as text (pandas); blank lines dropped, a line of empty fields refused."""
+    lines = RecordLines(opener, sep)
+    try:
+        with opener() as raw:
+            frame = pd.read_csv(raw, sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                                skip_blank_lines=False, compression=None,
+                                encoding="utf-8-sig")
+    except pd.errors.ParserError as error:
+        raise _parser_error(str(error), path, lines) from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"not UTF-8 text ({error.reason})", path=path) from None
+    empty = (frame == "").to_numpy().all(axis=1)
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        lines.line(int(rows[-1]) + 1)  # one scan up to the last empty row
+        for row in rows:
+            if not lines.is_blank(int(row) + 1):
+                raise DataError("every field is empty", path=path, line=lines.line(int(row) + 1))
+        frame = frame[~empty]  # blank lines carry nothing; the index keeps their numbering
+    if not len(frame):
+        raise DataError("no data rows", path=path, line=2)
+    return frame, lines
+
+
+def _parser_error(message: str, path: Path, lines: RecordLines) -> DataError:
+    """pandas counts records from 0 (the header) where users count file lines from 1."""
+    match = FIELD_COUNT.search(message)
+    if match:  # "in line N" is the 1-based record number
+        expected, record, found = (int(g) for g in match.groups())
+        return DataError(f"expected {expected} fields, found {found}", path=path,
+                         line=lines.line(record - 1))
+    match = EOF_IN_STRING.search(message)
+    if match:  # "starting at row N" is the 0-based record number
+        return DataError("unterminated quoted field (the quote opens on this line)",
+                         path=path, line=lines.line(int(match.group(1))))
+    return DataError(f"cannot parse: {message}", path=path)
+
+
+def _convert(frame: pd.DataFrame, roles: dict[str, str], feedback: str | None,
+             where: Locator, name: str) -> Interactions:
+    """The reference conversion of a frame's columns (every rule, every located error)."""
+    if not len(frame):
+        raise DataError("no data rows", path=where.path)
+    user_rows, user_vocab = ids(frame[roles["user"]], roles["user"], where)
+    item_rows, item_vocab = ids(frame[roles["item"]], roles["item"], where)
+    kind = _feedback(roles, feedback)
+    ratings = None
+    if "rating" in roles:
+        ratings = numbers(frame[roles["rating"]], roles["rating"], where,
+                          nonnegative=kind == "count")
+    return Interactions(
+        user_ids=user_rows, item_ids=item_rows, user_vocab=user_vocab, item_vocab=item_vocab,
+        ratings=ratings,
+        weights=numbers(frame[roles["weight"]], roles["weight"], where)
+        if "weight" in roles else None,
+        timestamps=seconds(frame[roles["timestamp"]], roles["timestamp"], where)
+        if "timestamp" in roles else None,
+        feedback=kind, name=name,
     )
-
-
-class _Locator:
-    """Turns a row position into an error that names the file line or the frame's row."""
-
-    def __init__(self, frame: pd.DataFrame, path: Path | None, first_line: int | None) -> None:
-        self.frame, self.path, self.first_line = frame, path, first_line
-
-    def error(self, position: int, column: str, message: str) -> DataError:
-        value = self.frame[column].iloc[position]
-        if pd.isna(value):
-            text = "missing value"
-        elif isinstance(value, str) and value == "":
-            text = "empty value"
-        else:
-            text = f"{value!r} {message}"
-        label = self.frame.index[position]
-        if self.first_line is not None:
-            return DataError(text, path=self.path, line=self.first_line + int(label), field=column)
-        if self.path is not None:
-            return DataError(f"row {position}: {text}", path=self.path, field=column)
-        return DataError(f"row {label}: {text}", field=column)
-
-
-def _first(mask: np.ndarray) -> int | None:
-    return int(np.argmax(mask)) if mask.any() else None
-
-
-def _ids(values: pd.Series, column: str, where: _Locator) -> tuple[np.ndarray, Vocabulary]:
-    missing = _first(values.isna().to_numpy())
-    if missing is not None:
-        raise where.error(missing, column, "is not an id")
-    if values.dtype.kind in "iu":
-        array = values.to_numpy(np.int64)
-    elif values.dtype.kind == "f":
-        numbers = values.to_numpy(np.float64)
-        bad = _first(~np.isfinite(numbers) | (numbers != np.round(numbers)))
-        if bad is not None:
-            raise where.error(bad, column, "is not an integer id")
-        array = numbers.astype(np.int64)
-    else:
-        text = values.astype(str)
-        bad = _first((text == "").to_numpy())
-        if bad is not None:
-            raise where.error(bad, column, "is not an id")
-        # ints stay ints (so they match MovieLens ids) unless that would change them: "007"
-        integral = text.str.fullmatch(_INTEGER).all()
-        array = text.to_numpy(dtype=object)
-        if integral:
-            as_int = text.astype(np.int64)
-            if (as_int.astype(str) == text).all():
-                array = as_int.to_numpy()
-    codes, uniques = pd.factorize(array, sort=True)
-    return codes.astype(np.int64), Vocabulary(np.asarray(uniques), name=column)
-
-
-def _numbers(values: pd.Series, column: str, where: _Locator) -> np.ndarray:
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    bad = _first(~np.isfinite(numbers))
-    if bad is not None:
-        raise where.error(bad, column, "is not a finite number")
-    return numbers.astype(np.float32)
-
-
-def _seconds(values: pd.Series, column: str, where: _Locator) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        bad = _first(values.isna().to_numpy())
-        if bad is not None:
-            raise where.error(bad, column, "is not a time")
-        return unix_seconds(values)
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    if np.isfinite(numbers).all():
-        return np.floor(numbers).astype(np.int64)
-    numeric_share = np.isfinite(numbers).mean()
-    if numeric_share > 0:  # mostly Unix seconds: the non-numeric entry is the bad one
-        raise where.error(_first(~np.isfinite(numbers)), column, "is not Unix seconds")
-    times = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
-    bad = _first(times.isna().to_numpy())
-    if bad is not None:
-        raise where.error(bad, column, "is not Unix seconds or an ISO-8601 time")
-    return unix_seconds(times)
