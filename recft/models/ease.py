@@ -82,6 +82,7 @@ def ease_sweep(shared: sp.spmatrix, extras: Sequence[sp.spmatrix], l2s: Sequence
             model = EASE(l2, max_items)
             model._set(items, stacked.shape[1], _ease_weights(_woodbury(base, rows)))
             yield float(l2), index, model
+            del model  # free it before the next (n x n) unless the caller kept it
 
 
 def check_ease_size(num_items: int, max_items: int) -> None:
