@@ -149,7 +149,7 @@ def test_oversized_ease_and_missing_source_are_refused_before_training(synthetic
         compare(toy_base, synthetic_pair.target, fractions=(1.0,), ease_max_items=50,
                 log=lines.append)
     assert lines == []  # nothing was fitted or trained
-    with pytest.raises(DataError, match="ease-source need source interactions"):
+    with pytest.raises(DataError, match="ease-source needs source interactions"):
         compare(toy_base, synthetic_pair.target, fractions=(1.0,),
                 strategies=("ease-source",), log=None)
 

@@ -97,15 +97,16 @@ def run_baselines(strategies: Sequence[str], fractions: Sequence[FractionData],
 
     Args:
         score_test: ``(scorer, fraction index) -> test result``, called for the chosen
-            model of each fraction (EASE sweeps score every grid value: their models are
-            too large to keep).
+            model of each fraction (during an EASE sweep, for each new best on valid: its
+            models are too large to keep).
 
     Returns:
         ``{(strategy, fraction index): BaselineRun}``.
     """
     missing = [s for s in strategies if s in SOURCE_BASELINES and source is None]
     if missing:
-        raise DataError(f"{', '.join(missing)} need source interactions (recft compare "
+        verb = "needs" if len(missing) == 1 else "need"
+        raise DataError(f"{', '.join(missing)} {verb} source interactions (recft compare "
                         "--scenario NAME or --source DATASET)")
     catalog = fractions[0].train.item_vocab
     source_rows = rows_in_catalog(source, catalog) if source is not None else None
