@@ -11,6 +11,7 @@ import torch
 
 from recft.errors import DataError
 from recft.evaluate.metrics import RANKING_METRICS, TopKTally, auc, mae, rmse, topk_metrics
+from recft.evaluate.ranking import SELECTION_BLOCK, top_k
 
 
 def naive_metrics(scores: np.ndarray, relevant: list[set[int]], exclude: list[set[int]],
@@ -53,7 +54,24 @@ def test_matches_naive_implementation_on_random_data(seed: int) -> None:
                 for _ in range(num_users)]
     exclude = [set(rng.choice(num_items, rng.integers(0, 15), replace=False).tolist()) - r
                for r in relevant]
-    ks = (1, 5, 10, 20)
+    assert_matches_naive(scores, relevant, exclude, ks=(1, 5, 10, 20))
+
+
+def test_matches_naive_implementation_on_a_wide_catalog() -> None:
+    # 100 blocks of 64 items and a tail of 37: ranked by top_k's two stages; relevant and
+    # excluded items come from each user's 40 best, so the lists hold hits to get wrong
+    rng = np.random.default_rng(4)
+    num_users, num_items = 30, 100 * SELECTION_BLOCK + 37
+    scores = rng.standard_normal((num_users, num_items))
+    best = np.argsort(-scores, axis=1)[:, :40]
+    relevant = [set(rng.choice(row, rng.integers(0, 12), replace=False).tolist()) for row in best]
+    exclude = [set(rng.choice(row, 10, replace=False).tolist()) - wanted
+               for row, wanted in zip(best, relevant)]
+    assert_matches_naive(scores, relevant, exclude, ks=(1, 5, 10, 20))
+
+
+def assert_matches_naive(scores: np.ndarray, relevant: list[set[int]], exclude: list[set[int]],
+                         ks: tuple[int, ...]) -> None:
     expected = naive_metrics(scores, relevant, exclude, ks)
     got = topk_metrics(torch.tensor(scores), [np.array(sorted(r)) for r in relevant],
                        exclude=[np.array(sorted(e)) for e in exclude], ks=ks,
@@ -61,6 +79,28 @@ def test_matches_naive_implementation_on_random_data(seed: int) -> None:
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("k", [1, 20, 25])
+def test_two_stage_top_k_equals_torch_topk(k: int) -> None:
+    num_items = 100 * SELECTION_BLOCK + 37  # 100 blocks (>= 4k: two stages) and a tail
+    scores = torch.randn(12, num_items, generator=torch.Generator().manual_seed(k))
+    scores[0] = float("-inf")  # nothing rankable
+    scores[1, SELECTION_BLOCK:] = float("-inf")  # fewer than k rankable items, in one block
+    scores[2, -37:] += 10.0  # the best items sit in the tail, outside every full block
+    scores[3, ::SELECTION_BLOCK] += 10.0  # one winner per block: the blocks' maxima decide
+    values, items = top_k(scores, k)
+    expected_values, expected_items = torch.topk(scores, k, dim=1)
+    assert torch.equal(values, expected_values)
+    finite = torch.isfinite(expected_values)  # -inf slots may list any -inf item
+    assert torch.equal(items[finite], expected_items[finite])
+
+
+def test_nan_in_a_wide_row_is_reported() -> None:
+    scores = torch.randn(3, 100 * SELECTION_BLOCK)
+    scores[1, 5000] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        topk_metrics(scores, [np.array([0])] * 3, ks=(10,))
 
 
 def test_tally_over_blocks_equals_one_block() -> None:

@@ -13,6 +13,10 @@ import torch
 from recft.errors import DataError
 
 
+SELECTION_BLOCK = 64
+"""Consecutive items per block in ``top_k``'s first stage (32 to 96 measured alike)."""
+
+
 @dataclass(frozen=True)
 class RankedBlock:
     """The top-``kmax`` lists of a block of users and which entries are relevant.
@@ -57,9 +61,9 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
                kmax: int) -> RankedBlock:
     """Top-``kmax`` items per row after excluding ``exclude``, and their relevance.
 
-    One ``torch.topk`` over the block does the ranking; exclusion and the relevance check
-    are single vectorised steps over CSR indices, so the cost beyond a bare top-k is small
-    and independent of the catalog size.
+    ``top_k`` does the ranking; exclusion and the relevance check are single vectorised
+    steps over CSR indices, whose cost grows with the excluded and relevant items, not
+    with the catalog.
 
     Args:
         scores: (B, I) scores; left as they were on return.
@@ -83,9 +87,9 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
     if exclude is not None and exclude.nnz:
         index = tuple(torch.from_numpy(part).to(scores.device) for part in _coordinates(exclude))
         with _excluded(scores, index) as masked:
-            top_scores, top_items = torch.topk(masked, depth, dim=1)
+            top_scores, top_items = top_k(masked, depth)
     else:
-        top_scores, top_items = torch.topk(scores, depth, dim=1)
+        top_scores, top_items = top_k(scores, depth)
     # topk ranks NaN above everything, so checking the lists finds any NaN that matters
     if torch.isnan(top_scores).any():
         raise DataError("scores contain NaN; the model produced an invalid score")
@@ -106,6 +110,33 @@ def rank_block(scores: torch.Tensor, relevant: sp.csr_matrix, exclude: sp.csr_ma
     else:
         hits = np.zeros_like(valid)
     return RankedBlock(items=items, hits=hits, valid=valid)
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(scores, k, dim=1)`` (values, indices), faster on wide rows.
+
+    The k best items of a row lie in the k blocks of ``SELECTION_BLOCK`` consecutive
+    items with the highest maxima: an item outside those blocks is at most the k-th
+    highest block maximum, and each of the k blocks holds an item at least that high. So
+    a max per block, a top-k over the maxima and a top-k over the k blocks' items replace
+    a top-k over the whole row: 0.05 s instead of 0.17 s for 671 x 100k scores, k = 20,
+    one thread. The lists are the same up to the order of equal scores. NaN still reaches
+    the result (it is the maximum of its block, and topk ranks it first).
+    """
+    num_rows, num_items = scores.shape
+    num_blocks = num_items // SELECTION_BLOCK
+    if num_blocks < 4 * k:  # the k best blocks would be a large share of the row
+        return torch.topk(scores, k, dim=1)
+    blocked = num_blocks * SELECTION_BLOCK
+    maxima = scores[:, :blocked].unflatten(1, (num_blocks, SELECTION_BLOCK)).amax(dim=2)
+    best_blocks = torch.topk(maxima, k, dim=1).indices
+    offsets = torch.arange(SELECTION_BLOCK, device=scores.device)
+    columns = (best_blocks.unsqueeze(2) * SELECTION_BLOCK + offsets).flatten(1)
+    # the last num_items % SELECTION_BLOCK items form no full block: always candidates
+    tail = torch.arange(blocked, num_items, device=scores.device).expand(num_rows, -1)
+    columns = torch.cat([columns, tail], dim=1)
+    values, positions = torch.topk(scores.gather(1, columns), k, dim=1)
+    return values, columns.gather(1, positions)
 
 
 def _coordinates(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
