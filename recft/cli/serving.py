@@ -53,6 +53,7 @@ def _register_recommend(subparsers: argparse._SubParsersAction) -> None:
                         help="allow items already in a user's history")
     parser.add_argument("--restart", action="store_true",
                         help="discard the state of an unfinished earlier run for --out")
+    _add_item_texts_flag(parser)
     parser.set_defaults(handler=_recommend)
 
 
@@ -84,7 +85,25 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
                         "measured on real users' id + history queries")
     parser.add_argument("--queries", type=int, default=1000, metavar="N",
                         help="users sampled to measure recall (default 1000)")
+    _add_item_texts_flag(parser)
     parser.set_defaults(handler=_export)
+
+
+def _add_item_texts_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--item-texts", metavar="FILE",
+                        help="CSV/TSV/Parquet with item_id,text: items to serve from their text "
+                        "(new ids join the catalog: cold items); needs a checkpoint with a "
+                        "text path and its text encoder installed")
+
+
+def _recommender(args: argparse.Namespace) -> Any:
+    """The checkpoint's Recommender, with --item-texts added to its catalog."""
+    from recft.serving.recommender import Recommender
+
+    rec = Recommender.from_pretrained(args.checkpoint)
+    if getattr(args, "item_texts", None):
+        rec.add_items_from_file(args.item_texts)
+    return rec
 
 
 def _register_similar(subparsers: argparse._SubParsersAction) -> None:
@@ -111,11 +130,10 @@ def _register_similar(subparsers: argparse._SubParsersAction) -> None:
 def _recommend(args: argparse.Namespace) -> int:
     from recft.errors import DataError
     from recft.serving.batch import read_users, recommend_batch
-    from recft.serving.recommender import Recommender
 
     if args.users is None and args.histories is None:
         raise DataError("give --users, or --histories to serve every user in it")
-    rec = Recommender.from_pretrained(args.checkpoint)
+    rec = _recommender(args)
     histories = _read_histories(args.histories)
     users: Any = read_users(args.users, args.user_col) if args.users else None
     allowed = read_users(args.items, label="item") if args.items else None
@@ -137,7 +155,8 @@ def _export(args: argparse.Namespace) -> int:
 
     from recft.serving.export import MANIFEST, export
 
-    out = export(args.checkpoint, args.out, index=args.index, nlist=args.nlist,
+    source = _recommender(args) if args.item_texts else args.checkpoint
+    out = export(source, args.out, index=args.index, nlist=args.nlist,
                  nprobe=args.nprobe, history=_read_histories(args.histories),
                  num_queries=args.queries)
     info = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))["index"]

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torchrec.modules.embedding_configs import EmbeddingBagConfig
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
 from recft.data.features import CategoricalFeature, EntityFeatures
@@ -19,7 +18,11 @@ from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 from recft.finetune.new_rows import new_rows
 from recft.finetune.recipe import NEW_ID_INITS
+from recft.models.growth import grow_collection
 from recft.models.inputs import ITEM_HISTORY, ITEM_ID, USER_ID
+from recft.models.text_path import ItemTextVectors, encode_texts
+
+__all__ = ["VocabAlignment", "align_vocabulary", "grow_collection"]
 
 
 @dataclass
@@ -74,7 +77,9 @@ class VocabAlignment:
 
 
 def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
-                     seed: int = 0, user_init: str = "zeros") -> VocabAlignment:
+                     seed: int = 0, user_init: str = "zeros",
+                     item_text: ItemTextVectors | np.ndarray | None = None,
+                     text_encoder: Any = None) -> VocabAlignment:
     """Extend the model's vocabularies with the target's ids and grow its tables (in place).
 
     Pretrained rows keep their positions and values bit-for-bit (``Vocabulary.extend``
@@ -91,6 +96,12 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
             for new feature values when ``feature_mean``).
         user_init: the same for new user rows; ``zeros`` makes an untrained new user's id
             bag empty-equivalent, so the history tower alone serves them.
+        item_text: for a model with a text path, the target catalog's text vectors (one
+            per ``target.item_vocab`` row, by the model's encoder); by default the new
+            items' texts (``recft.text.item_texts(target)``) are encoded with the model's
+            encoder (``text_path.checkpoint_encoder``), cached on disk.
+        text_encoder: the encoder to use for that (needed for a TF-IDF model loaded from
+            disk); it must be the one the model records.
 
     Returns:
         The alignment; ``alignment.remap(x)`` converts target interactions.
@@ -160,6 +171,15 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
         for table, old_rows in ((c.name, c.num_embeddings) for c in ebc.embedding_bag_configs()
                                 if c.name in new_sizes):
             first_new[f"{prefix}{attr}.embedding_bags.{table}.weight"] = old_rows
+    text_path = getattr(model, "item_text", None)
+    if text_path is not None:
+        vectors = _new_item_text(model, target, item_vocab.ids[old_items:], item_text,
+                                 text_encoder)
+        missing = int((~vectors.any(axis=1)).sum())
+        counts["item_text"] = {"matched": old_items, "new": len(vectors) - missing,
+                               "without_text": missing}
+        if len(vectors):
+            model.item_text = text_path.grown(vectors)
     attributes = getattr(model, "item_attributes", None)
     if attributes is not None:
         model.item_attributes = _grow_attributes(attributes, target, item_vocab, old_items)
@@ -178,37 +198,29 @@ def align_vocabulary(model: nn.Module, target: Interactions, init: str = "mean",
     )
 
 
-def grow_collection(ebc: EmbeddingBagCollection, sizes: Mapping[str, int],
-                    inits: Mapping[str, torch.Tensor]) -> EmbeddingBagCollection:
-    """A new EmbeddingBagCollection with more rows in some tables; old rows copied exactly.
+def _new_item_text(model: nn.Module, target: Interactions, new_ids: np.ndarray,
+                   given: ItemTextVectors | np.ndarray | None, encoder: Any) -> np.ndarray:
+    """(new items, text_dim) text vectors of the target's items the model lacks."""
+    target_rows = target.item_vocab.encode(new_ids)
+    config = model.config
+    if given is not None:
+        vectors = given.vectors if isinstance(given, ItemTextVectors) else np.asarray(given)
+        if isinstance(given, ItemTextVectors) and (given.encoder_name, given.encoder_version) \
+                != (config.text_encoder, config.text_encoder_version):
+            raise DataError(f"item_text was encoded by {given.encoder_name!r} (version "
+                            f"{given.encoder_version}), the model's texts by "
+                            f"{config.text_encoder!r} (version {config.text_encoder_version})")
+        if vectors.shape != (len(target.item_vocab), model.config.text_dim):
+            raise DataError(f"item_text has shape {vectors.shape}; expected "
+                            f"({len(target.item_vocab)}, {model.config.text_dim}): one vector "
+                            "per target item, as wide as the model's")
+        return np.asarray(vectors[target_rows], dtype=np.float32)
+    if len(new_ids) == 0:
+        return np.zeros((0, model.config.text_dim), dtype=np.float32)
+    from recft.text import item_texts
 
-    Args:
-        sizes: table name -> new number of rows (>= the current number).
-        inits: table name -> (new rows, dim) initial values of the appended rows.
-    """
-    configs = []
-    for config in ebc.embedding_bag_configs():
-        rows = sizes.get(config.name, config.num_embeddings)
-        if rows < config.num_embeddings:
-            raise DataError(f"cannot shrink table {config.name!r}")
-        configs.append(EmbeddingBagConfig(
-            num_embeddings=rows, embedding_dim=config.embedding_dim, name=config.name,
-            data_type=config.data_type, feature_names=list(config.feature_names),
-            pooling=config.pooling, init_fn=config.init_fn,
-            weight_init_min=config.weight_init_min, weight_init_max=config.weight_init_max,
-        ))
-    old_weight = next(iter(ebc.parameters()))
-    grown = EmbeddingBagCollection(tables=configs, is_weighted=ebc.is_weighted(),
-                                   device=old_weight.device)
-    with torch.no_grad():
-        for config in ebc.embedding_bag_configs():
-            source = ebc.embedding_bags[config.name].weight
-            target = grown.embedding_bags[config.name].weight
-            target[: source.shape[0]].copy_(source)
-            if target.shape[0] > source.shape[0]:
-                target[source.shape[0]:].copy_(inits[config.name])
-            target.requires_grad_(source.requires_grad)
-    return grown.train(ebc.training)
+    texts = item_texts(target).texts
+    return encode_texts(model, [texts[row] for row in target_rows], encoder=encoder)
 
 
 def _grow_feature(feature: CategoricalFeature, target_feature: CategoricalFeature | None,

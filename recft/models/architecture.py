@@ -12,9 +12,11 @@ from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 from recft.models.inputs import RESERVED_FEATURES
+from recft.models.text_path import check_text_config
 
 
 OUTPUT_ACTIVATIONS = ("none", "relu")
+TEXT_FIELDS = ("item_text", "text_dim", "text_encoder", "text_encoder_version")
 
 
 @dataclass
@@ -45,6 +47,12 @@ class TwoTowerConfig(ConfigMixin):
     # "relu" reproduces towers imported from torchrec, whose MLP ends in a ReLU; recft's own
     # towers end linear so that dot products can take either sign
     output_activation: str = "none"
+    # items described by text (recft.models.text_path): "none", "id+text" or "text" (no id
+    # block); text_dim and the encoder are filled from the vectors the model is built with
+    item_text: str = "none"
+    text_dim: int | None = None  # width of the stored text vectors
+    text_encoder: str | None = None  # the encoder's name and version, recorded so that
+    text_encoder_version: str | None = None  # new texts are encoded into the same space
 
     def __post_init__(self) -> None:
         self.tower_layers = tuple(int(size) for size in self.tower_layers)
@@ -62,6 +70,16 @@ class TwoTowerConfig(ConfigMixin):
         for name in (*self.item_feature_sizes, *self.user_feature_sizes):
             if name in RESERVED_FEATURES:
                 raise ConfigError(f"feature name {name!r} is reserved ({RESERVED_FEATURES})")
+        check_text_config(self.item_text, self.text_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field values; a model without text leaves the text fields out, so its config
+        (and its checkpoints' config.json) reads exactly as before text existed."""
+        values = super().to_dict()
+        if self.item_text == "none":
+            for name in TEXT_FIELDS:
+                values.pop(name, None)
+        return values
 
     @classmethod
     def for_data(cls, interactions: Interactions, **overrides: Any) -> TwoTowerConfig:

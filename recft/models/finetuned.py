@@ -14,7 +14,6 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recft.errors import TrainingError
 from recft.models.heads import RETRIEVAL, build_head
 from recft.models.checkpoint import register_model
-from recft.models.inputs import ITEM_ID
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 
 MODEL_TYPE = "two_tower_finetuned"
@@ -69,11 +68,6 @@ class FineTunedTwoTower(TwoTower):
         return {n: self.heads[n] for n, s in self.config.heads.items() if s["kind"] != RETRIEVAL}
 
     # ------------------------------------------------------------------ encoders
-    def _item_base(self, item_features: KeyedJaggedTensor) -> torch.Tensor:
-        items = self.item_ebc(item_features).to_dict()
-        blocks = [items[ITEM_ID]] + [items[name] for name in self.config.item_feature_sizes]
-        return torch.cat(blocks, dim=1)
-
     def _user_output(self, user_base: torch.Tensor) -> torch.Tensor:
         output = self.user_tower(user_base)
         residual = self.residual_towers
@@ -132,4 +126,5 @@ def attach_heads(model: TwoTower, heads: Sequence[str] | Mapping[str, dict[str, 
         else:
             setattr(new, name, module)
     new.item_attributes = getattr(model, "item_attributes", None)
+    new.text_encoder = getattr(model, "text_encoder", None)
     return new.train(model.training)

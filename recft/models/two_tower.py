@@ -26,6 +26,7 @@ from recft.models.inputs import (
     item_features_kjt,
     user_features_kjt,
 )
+from recft.models.text_path import ItemTextPath, ItemTextVectors, configure_text
 
 
 def _tower(in_size: int, layers: tuple[int, ...], dropout: float,
@@ -45,7 +46,8 @@ def _tower(in_size: int, layers: tuple[int, ...], dropout: float,
 
 class TwoTower(PretrainedMixin, nn.Module):
     """User tower (id + mean-pooled recent items + user features) and item tower (id + item
-    features), each an MLP over pooled torchrec embedding bags.
+    features), each an MLP over pooled torchrec embedding bags; optionally items read as
+    text too (``config.item_text``, see ``recft.models.text_path``).
 
     Tables live in two ``EmbeddingBagCollection``s: ``user_ebc`` holds ``user_id`` and one
     table per user feature; ``item_ebc`` holds ``item_id`` and one table per item feature.
@@ -53,6 +55,14 @@ class TwoTower(PretrainedMixin, nn.Module):
     history and candidates then share one embedding space, every item row is trained by
     both roles, and a user who is only known by a history (id unknown to the vocabulary:
     an empty ``user_id`` bag, i.e. a zero vector) is served without retraining.
+
+    With a text path (``item_text="id+text"`` or ``"text"``) each item row has a frozen text
+    vector (buffer ``item_text.vectors``, saved with the weights) whose projection joins
+    the item tower's blocks; the user tower pools the projected text of the history items
+    too. In ``"text"`` mode neither tower reads item ids (the ``item_id`` table is kept,
+    unused, so that every table-level tool sees the usual layout), and an item the model
+    never trained on is scored from its text alone. The item rows of a batch are read
+    from the ``item_id`` bags (length 0 or 1), the history from the ``item_history`` bags.
 
     ``forward`` returns embeddings; losses live in ``recft.train.losses``.
 
@@ -72,10 +82,12 @@ class TwoTower(PretrainedMixin, nn.Module):
         item_vocab: Vocabulary,
         item_features: dict[str, CategoricalFeature] | None = None,
         user_features: dict[str, CategoricalFeature] | None = None,
+        item_text: ItemTextVectors | None = None,
     ) -> None:
         super().__init__()
         self.item_features: dict[str, CategoricalFeature] = dict(item_features or {})
         self.user_features: dict[str, CategoricalFeature] = dict(user_features or {})
+        config = configure_text(config, item_text, len(item_vocab))
         self.config = sized_config(config, user_vocab, item_vocab, self.item_features,
                                    self.user_features)
         self.user_vocab = user_vocab
@@ -101,6 +113,14 @@ class TwoTower(PretrainedMixin, nn.Module):
             [table(ITEM_ID, config.num_items, item_id_features)]
             + [table(n, s, [n]) for n, s in config.item_feature_sizes.items()]
         )
+        # frozen text vectors + projection; None without a text path (old layouts unchanged)
+        self.item_text: ItemTextPath | None = None
+        # the encoder object behind the vectors, in memory only (see text_path.checkpoint_encoder)
+        self.text_encoder: Any = None if item_text is None else item_text.encoder
+        if config.item_text != "none":
+            self.item_text = ItemTextPath(config.num_items, config.text_dim, dim)
+            if item_text is not None:
+                self.item_text.vectors.copy_(torch.from_numpy(item_text.vectors))
         self.user_tower = _tower(self.user_base_dim, config.tower_layers, config.dropout,
                                  config.output_activation)
         self.item_tower = _tower(self.item_base_dim, config.tower_layers, config.dropout,
@@ -110,14 +130,23 @@ class TwoTower(PretrainedMixin, nn.Module):
 
     # ------------------------------------------------------------------ sizes
     @property
+    def reads_item_ids(self) -> bool:
+        """False in ``"text"`` mode: items are known by their text and features only."""
+        return self.config.item_text != "text"
+
+    @property
     def user_base_dim(self) -> int:
-        """Width of ``user_base``: user id + history + one block per user feature."""
-        blocks = 1 + int(self.config.use_history) + len(self.config.user_feature_sizes)
-        return blocks * self.config.embedding_dim
+        """Width of ``user_base``: user id + history (ids, text) + one block per user feature."""
+        config = self.config
+        history = int(self.reads_item_ids) + int(self.item_text is not None)
+        blocks = 1 + history * int(config.use_history) + len(config.user_feature_sizes)
+        return blocks * config.embedding_dim
 
     @property
     def item_base_dim(self) -> int:
-        return (1 + len(self.config.item_feature_sizes)) * self.config.embedding_dim
+        """Width of ``item_base``: item id, text, one block per item feature."""
+        blocks = int(self.reads_item_ids) + int(self.item_text is not None)
+        return (blocks + len(self.config.item_feature_sizes)) * self.config.embedding_dim
 
     @property
     def catalog_size(self) -> int:
@@ -144,10 +173,27 @@ class TwoTower(PretrainedMixin, nn.Module):
         items = self.item_ebc(item_features).to_dict()
         user_blocks = [users[USER_ID]]
         if self.config.use_history:
-            user_blocks.append(items[ITEM_HISTORY])
+            if self.reads_item_ids:
+                user_blocks.append(items[ITEM_HISTORY])
+            if self.item_text is not None:
+                history = item_features[ITEM_HISTORY]
+                user_blocks.append(self.item_text.pool(history.lengths(), history.values()))
         user_blocks += [users[name] for name in self.config.user_feature_sizes]
-        item_blocks = [items[ITEM_ID]] + [items[name] for name in self.config.item_feature_sizes]
-        return torch.cat(user_blocks, dim=1), torch.cat(item_blocks, dim=1)
+        return torch.cat(user_blocks, dim=1), self._item_blocks(items, item_features)
+
+    def _item_blocks(self, items: dict[str, torch.Tensor],
+                     item_features: KeyedJaggedTensor) -> torch.Tensor:
+        """``item_base`` from the item collection's pooled outputs: id, text, features."""
+        blocks = [items[ITEM_ID]] if self.reads_item_ids else []
+        if self.item_text is not None:
+            rows = item_features[ITEM_ID]
+            blocks.append(self.item_text.pool(rows.lengths(), rows.values()))
+        blocks += [items[name] for name in self.config.item_feature_sizes]
+        return torch.cat(blocks, dim=1)
+
+    def _item_base(self, item_features: KeyedJaggedTensor) -> torch.Tensor:
+        """(B, item_base_dim) from an item-side KJT (history bags ignored)."""
+        return self._item_blocks(self.item_ebc(item_features).to_dict(), item_features)
 
     def _finish(self, embeddings: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(embeddings, dim=-1) if self.config.normalize else embeddings
@@ -166,9 +212,7 @@ class TwoTower(PretrainedMixin, nn.Module):
 
     def encode_item_features(self, item_features: KeyedJaggedTensor) -> torch.Tensor:
         """(B, D) item embeddings from an item-side KJT (history bags ignored)."""
-        items = self.item_ebc(item_features).to_dict()
-        blocks = [items[ITEM_ID]] + [items[name] for name in self.config.item_feature_sizes]
-        return self._finish(self.item_tower(torch.cat(blocks, dim=1)))
+        return self._finish(self.item_tower(self._item_base(item_features)))
 
     def encode_user_features(
         self, user_features: KeyedJaggedTensor, item_features: KeyedJaggedTensor
@@ -272,5 +316,8 @@ class TwoTower(PretrainedMixin, nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
+        text = "" if c.item_text == "none" else \
+            f", item_text={c.item_text} ({c.text_encoder}, {c.text_dim})"
         return (f"users={c.num_users:,}, items={c.num_items:,}, dim={c.embedding_dim}, "
-                f"towers={c.tower_layers}, history={c.max_history if c.use_history else 0}")
+                f"towers={c.tower_layers}, history={c.max_history if c.use_history else 0}"
+                f"{text}")

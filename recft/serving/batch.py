@@ -247,6 +247,9 @@ def model_fingerprint(recommender: Recommender) -> str:
                       tensor.detach().cpu().contiguous().numpy()]
     if recommender.history is not None:
         parts += recommender.history.fingerprint_arrays()
+    if recommender.added_items:  # items served from their text change every list
+        parts.append(np.frombuffer(repr(list(recommender.added_items.items())).encode(),
+                                   dtype=np.uint8))
     return _digest(parts)
 
 

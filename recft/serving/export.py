@@ -127,6 +127,10 @@ def export(model_or_dir: nn.Module | Recommender | str | Path, out: str | Path,
                 "max_history": int(config.max_history),
                 "user_features": list(config.user_feature_sizes),
                 "item_features": list(config.item_feature_sizes),
+                # items read as text (recft.models.text_path); added: served from text only
+                "item_text": getattr(config, "item_text", "none"),
+                "text_encoder": getattr(config, "text_encoder", None),
+                "items_added_from_text": len(getattr(rec, "added_items", {})),
             },
             "score": "user_embedding @ item_embedding / temperature (the index ranks by the "
                      "inner product, which orders items the same way)",

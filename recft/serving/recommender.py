@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,12 @@ class Recommender:
         rec.recommend(["u1", "u2"], k=10)                       # user, rank, item, score
         rec.recommend(["new"], histories={"new": ["i3", "i9"]})   # cold user, no retraining
         rec.similar_items(["i3"], k=5)
+        rec.add_items({"i999": "A new film. Genres: Comedy"})    # cold item, from its text
+
+    A model with a text path (``TwoTowerConfig(item_text=...)``) also serves items it was
+    never trained on: ``add_items`` encodes their texts with the model's own encoder and
+    appends them to the catalog (zero id row, no features), so they are ranked, found by
+    ``similar_items`` and exported like any other item.
     """
 
     def __init__(self, model: nn.Module, history: HistoryLike | None = None) -> None:
@@ -73,6 +79,7 @@ class Recommender:
         self.model = model
         self.history = None if history is None else self._table(history, "history")
         self.checkpoint: Path | None = None
+        self.added_items: dict[Any, str] = {}  # raw id -> text, in the order added
         self._item_embeddings: torch.Tensor | None = None
 
     @classmethod
@@ -207,6 +214,30 @@ class Recommender:
             warnings.warn(f"{count:,} user(s) unknown to the model and without history got "
                           f"the fallback list ({self._fallback_source(request)[1]})",
                           ServingWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ cold items
+    def add_items(self, items: Mapping[Any, str] | Iterable[Any],
+                  texts: Sequence[str] | None = None, *, encoder: Any = None) -> np.ndarray:
+        """Serve items from their text: new ids join the catalog, known ones get a new text.
+
+        See ``recft.serving.cold_items.add_items`` (the model is grown in place).
+
+        Returns:
+            The items' rows (``item_vocab`` positions), in the order given.
+        """
+        from recft.serving.cold_items import add_items
+
+        rows = add_items(self, items, texts, encoder=encoder)
+        self.refresh()
+        return rows
+
+    def add_items_from_file(self, path: str | Path, item: str = "item_id", text: str = "text",
+                            *, encoder: Any = None) -> np.ndarray:
+        """``add_items`` from a CSV/TSV/Parquet file of item ids and texts
+        (``recft.text.read_item_texts``: bad lines are named by file, line and field)."""
+        from recft.text import read_item_texts
+
+        return self.add_items(read_item_texts(path, item=item, text=text), encoder=encoder)
 
     # ------------------------------------------------------------------ similar / embed
     def similar_items(self, items: Iterable[Any], k: int = 10,

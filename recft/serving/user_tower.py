@@ -87,10 +87,16 @@ class ExportedUserTower(nn.Module):
 
     def __init__(self, user_table: torch.Tensor, item_table: torch.Tensor,
                  features: list[FeatureBag], output: UserTowerOutput, use_history: bool,
-                 max_history: int, normalize: bool) -> None:
+                 max_history: int, normalize: bool, item_text_table: torch.Tensor | None = None,
+                 pool_item_ids: bool = True) -> None:
         super().__init__()
         self.register_buffer("user_table", user_table.detach().clone())
         self.register_buffer("item_table", item_table.detach().clone())
+        # a text model's projected item texts, pooled like the id rows (text_path)
+        self.has_text = item_text_table is not None
+        self.register_buffer("item_text_table", item_text_table.detach().clone()
+                             if item_text_table is not None else torch.zeros(0))
+        self.pool_item_ids = pool_item_ids
         self.features = nn.ModuleList(features)
         self.output = output
         self.use_history = use_history
@@ -114,8 +120,13 @@ class ExportedUserTower(nn.Module):
         output = UserTowerOutput(model.user_tower,
                                  residual.user if residual is not None else None)
         config = model.config
+        text = getattr(model, "item_text", None)
+        with torch.no_grad():
+            text_table = None if text is None else text.projected_table()
         return cls(user_tables[USER_ID].weight, model.item_ebc.embedding_bags[ITEM_ID].weight,
-                   features, output, config.use_history, config.max_history, config.normalize)
+                   features, output, config.use_history, config.max_history, config.normalize,
+                   item_text_table=text_table,
+                   pool_item_ids=getattr(model, "reads_item_ids", True))
 
     def forward(self, user_rows: torch.Tensor, history: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:
@@ -129,9 +140,13 @@ class ExportedUserTower(nn.Module):
             # keep each row's most recent max_history valid entries (rows are oldest first)
             seen_from_end = valid.long().flip([1]).cumsum(1).flip([1])
             keep = valid & (seen_from_end <= self.max_history)
-            blocks.append(F.embedding_bag(history[keep], self.item_table,
-                                          _bag_offsets(keep.long().sum(1)), mode="mean",
-                                          include_last_offset=True))
+            offsets = _bag_offsets(keep.long().sum(1))
+            if self.pool_item_ids:
+                blocks.append(F.embedding_bag(history[keep], self.item_table, offsets,
+                                              mode="mean", include_last_offset=True))
+            if self.has_text:
+                blocks.append(F.embedding_bag(history[keep], self.item_text_table, offsets,
+                                              mode="mean", include_last_offset=True))
         for feature in self.features:
             blocks.append(feature(user_rows))
         output = self.output(torch.cat(blocks, dim=1))

@@ -11,6 +11,7 @@ from recft.config import ConfigError
 from recft.data.interactions import Interactions
 from recft.errors import CheckpointError
 from recft.models.architecture import TwoTowerConfig
+from recft.models.text_path import ItemTextVectors
 from recft.models.two_tower import TwoTower
 from recft.train.batches import BatchBuilder
 from recft.train.fit import FitSettings, LoopState, fit
@@ -37,6 +38,7 @@ def pretrain(
     *,
     resume_dir: str | Path | None = None,
     progress: bool = True,
+    item_text: ItemTextVectors | None = None,
 ) -> tuple[TwoTower, History]:
     """Train a ``TwoTower`` from scratch on ``interactions``.
 
@@ -53,6 +55,7 @@ def pretrain(
         pretrain_config: the process; default ``PretrainConfig()``.
         resume_dir: folder for resumable state (created if needed).
         progress: show a progress bar with the loss and examples/s.
+        item_text: the catalog's text vectors, for a config with a text path.
 
     Returns:
         The trained model (eval mode, plain torchrec collections) and its ``History``.
@@ -64,6 +67,7 @@ def pretrain(
         config or TwoTowerConfig(), interactions.user_vocab, interactions.item_vocab,
         item_features=item_features.categorical if item_features is not None else None,
         user_features=user_features.categorical if user_features is not None else None,
+        item_text=item_text,
     ).to(settings.device)
     builder = BatchBuilder.for_model(
         model, interactions, batch_size=settings.batch_size,
