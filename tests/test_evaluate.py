@@ -91,6 +91,21 @@ def test_embedding_model_encodes_the_catalog_once_and_scores_as_score_users() ->
     assert fast == generic
 
 
+def test_per_user_values_are_those_of_topk_metrics_and_average_to_the_result() -> None:
+    train, test = skewed_split(seed=8)
+    scorer = DotScorer(train.user_vocab_size, train.catalog_size, seed=8)
+    result, per_user = evaluate(scorer, test, exclude=train, ks=(5,), batch_size=7,
+                                return_per_user=True)
+    users = np.unique(test.user_ids)
+    _, direct = topk_metrics(scorer.users @ scorer.items.T, test.user_item_sets(),
+                             exclude=train.user_item_sets(), ks=(5,),
+                             item_popularity=train.item_popularity(), return_per_user=True)
+    assert set(per_user) == set(direct)
+    for key, values in per_user.items():
+        np.testing.assert_allclose(values, direct[key][users], rtol=0, atol=1e-12)
+        assert np.nanmean(values) == pytest.approx(result[key], abs=1e-12)
+
+
 def test_default_chunk_keeps_the_score_block_within_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     train, test = skewed_split(seed=6)
     # `recft.evaluate.evaluate` is the function; the module lives in sys.modules

@@ -33,7 +33,8 @@ def evaluate(
     segments: bool = False,
     progress: bool = False,
     metrics: Sequence[str] | None = None,
-) -> dict[str, Any]:
+    return_per_user: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Rank the whole catalog for every test user and average top-K metrics.
 
     Args:
@@ -50,11 +51,13 @@ def evaluate(
         segments: also report ``"segments"`` by user activity and head / tail items.
         progress: show a tqdm bar over user chunks.
         metrics: names from ``ALL_METRICS``; default all (avg_popularity needs history).
+        return_per_user: also return ``{"ndcg@10": (N,) array, ...}`` for the N test
+            users in row order (``np.unique(test.user_ids)``), whose means are the result's.
 
     Returns:
         ``{"ndcg@10": ..., "recall@10": ..., "coverage@10": ..., "num_users": ...,
         "exclude_seen": True, "ranking": "full", ...}`` (JSON-ready), plus
-        ``"segments"`` when asked.
+        ``"segments"`` when asked, plus the per-user dict when ``return_per_user``.
 
     Example::
 
@@ -124,6 +127,8 @@ def evaluate(
             head,
             popularity if popularity is not None else np.zeros(catalog),
         )
+    if return_per_user:
+        return result, tally.per_user()
     return result
 
 
