@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recft.data._sources import RecordLines, text_opener
 from recft.data.tabular import from_pandas, read_interactions
 from recft.errors import DataError
 
@@ -108,3 +109,22 @@ def test_from_pandas_names_row_label() -> None:
         from_pandas(frame, user="u", item="i", rating="r")
     x = from_pandas(frame.iloc[:1], user="u", item="i", rating="r", name="mine")
     assert (x.name, len(x), x.ratings.tolist()) == ("mine", 1, [1.0])
+
+
+@pytest.mark.parametrize("block_size", [5, 1 << 22])  # 5 bytes: lines straddle blocks
+def test_record_lines_count_file_lines_not_records(tmp_path: Path, monkeypatch,
+                                                   block_size: int) -> None:
+    monkeypatch.setattr(RecordLines, "block_size", block_size)
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"h,i\r\na,b\r\n\r\n,\r\nlast,x")
+    lines = RecordLines(text_opener(crlf), ",")
+    assert [lines.line(r) for r in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert lines.blank([1, 2, 3, 4]) == [False, True, False, False]
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_bytes(b'h,i\n"x\ny",1\n\nb,2\n')  # record 1 spans lines 2 and 3
+    lines = RecordLines(text_opener(quoted), ",")
+    assert [lines.line(r) for r in range(4)] == [1, 2, 4, 5]
+    assert lines.blank([2, 3]) == [True, False]
+    lone_cr = tmp_path / "mac.csv"
+    lone_cr.write_bytes(b"h,i\ra,b\rc,d\r")
+    assert RecordLines(text_opener(lone_cr), ",").line(2) == 3

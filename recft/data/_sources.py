@@ -14,11 +14,9 @@ import gzip
 import io
 import lzma
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
-
-import numpy as np
 
 from recft.errors import DataError
 
@@ -89,58 +87,76 @@ def read_header(path: Path, opener: Opener, sep: str) -> list[str]:
 
 
 class RecordLines:
-    """The file line on which each CSV record starts (record 0 is the header).
+    """The file line on which a CSV record starts (record 0 is the header), and whether it
+    is a blank line. Only error paths ask, for a few records.
 
-    Records and lines differ after a quoted field that spans lines, so Python's csv
-    module reads the records up to the one asked for (error paths only: it is slow).
+    Records and lines differ only after a quoted field that spans lines (or a lone carriage
+    return). While neither occurs, a byte scan counts lines (records 0..r are lines
+    1..r + 1); past one, Python's csv module reads records, which is slower.
     """
+
+    block_size = 1 << 22
 
     def __init__(self, opener: Opener, sep: str) -> None:
         self.opener, self.sep = opener, sep
-        self._starts: list[int] = []  # start line of each record scanned so far
-        self._blank: list[bool] = []
-        self._next_line = 1  # where the record after the scanned ones starts
-        self._complete = False
-
-    def _scan(self, upto: int) -> None:
-        if self._complete or len(self._starts) > upto:
-            return
-        starts, blank, line = [], [], 1
-        with self.opener() as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-            if len(self.sep) == 1:
-                reader = csv.reader(text, delimiter=self.sep)
-                try:
-                    for fields in reader:
-                        starts.append(line)
-                        blank.append(fields == [])
-                        line = reader.line_num + 1
-                        if len(starts) > upto:
-                            break
-                except csv.Error:  # a NUL byte or an over-long field: stop counting here
-                    pass
-            else:  # multi-character separators cannot quote: lines are records
-                for row in text:
-                    starts.append(line)
-                    blank.append(row.strip("\r\n") == "")
-                    line += 1
-                    if len(starts) > upto:
-                        break
-        self._starts, self._blank, self._next_line = starts, blank, line
-        self._complete = len(starts) <= upto
+        self._known: dict[int, tuple[int, bool]] = {}  # record -> (line, blank)
 
     def line(self, record: int) -> int:
-        """1-based line where ``record`` starts (past the last record read: one line each)."""
-        self._scan(record)
-        if record < len(self._starts):
-            return self._starts[record]
-        return self._next_line + (record - len(self._starts))
+        """1-based line where ``record`` starts."""
+        return self._lookup([record])[record][0]
 
-    def is_blank(self, record: int) -> bool:
-        """Whether ``record`` is an empty line (not a line of empty fields like ``,,,``)."""
-        self._scan(record)
-        return record < len(self._blank) and self._blank[record]
+    def blank(self, records: Sequence[int]) -> list[bool]:
+        """Per record: an empty line (True), or fields, perhaps all empty like ``,,,``."""
+        known = self._lookup(records)
+        return [known[r][1] for r in records]
 
+    def _lookup(self, records: Sequence[int]) -> dict[int, tuple[int, bool]]:
+        wanted = sorted(set(records) - self._known.keys())
+        if wanted:
+            found = self._plain_lines(wanted)
+            self._known.update(found if found is not None else self._csv_records(wanted))
+        return self._known
 
-def first_true(mask: np.ndarray) -> int | None:
-    return int(np.argmax(mask)) if mask.any() else None
+    def _plain_lines(self, wanted: list[int]) -> dict[int, tuple[int, bool]] | None:
+        """Records as lines, by counting line breaks in blocks (C speed); None once a
+        quote or a lone carriage return shows up before the last record wanted."""
+        found: dict[int, tuple[int, bool]] = {}
+        before = 0  # lines that ended in earlier blocks
+        tail = b""  # the unfinished line at the end of the previous block
+        with self.opener() as raw:
+            while len(found) < len(wanted):
+                block = raw.read(self.block_size)
+                data = tail + block
+                cut = len(data) if not block else data.rfind(b"\n") + 1
+                lines, tail = data[:cut], data[cut:]
+                if b'"' in lines or b"\r" in lines.replace(b"\r\n", b""):
+                    return None
+                count = lines.count(b"\n") + (1 if not block and lines else 0)
+                if wanted[len(found)] < before + count:
+                    texts = lines.split(b"\n")
+                    while len(found) < len(wanted) and wanted[len(found)] < before + count:
+                        record = wanted[len(found)]
+                        found[record] = (record + 1, texts[record - before].strip(b"\r") == b"")
+                before += count
+                if not block:
+                    break
+        return {**found, **{r: (r + 1, False) for r in wanted[len(found):]}}
+
+    def _csv_records(self, wanted: list[int]) -> dict[int, tuple[int, bool]]:
+        """Records read by Python's csv module, which knows where quoted fields end."""
+        found: dict[int, tuple[int, bool]] = {}
+        line = 1  # where the next record starts
+        with self.opener() as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+            reader = csv.reader(text, delimiter=self.sep if len(self.sep) == 1 else "\x1f")
+            try:
+                for number, fields in enumerate(reader):
+                    if number == wanted[len(found)]:
+                        found[number] = (line, fields == [])
+                        if len(found) == len(wanted):
+                            return found
+                    line = reader.line_num + 1
+            except csv.Error:  # a NUL byte or an over-long field: count lines from here
+                pass
+        past = wanted[len(found):]
+        return {**found, **{r: (line + r - past[0], False) for r in past}}

@@ -217,11 +217,10 @@ def _reference_csv(path: Path, opener, sep: str) -> tuple[pd.DataFrame, RecordLi
         raise DataError(f"not UTF-8 text ({error.reason})", path=path) from None
     empty = (frame == "").to_numpy().all(axis=1)
     if empty.any():
-        rows = np.flatnonzero(empty)
-        lines.line(int(rows[-1]) + 1)  # one scan up to the last empty row
-        for row in rows:
-            if not lines.is_blank(int(row) + 1):
-                raise DataError("every field is empty", path=path, line=lines.line(int(row) + 1))
+        records = (np.flatnonzero(empty) + 1).tolist()  # the header is record 0
+        for record, blank in zip(records, lines.blank(records)):
+            if not blank:
+                raise DataError("every field is empty", path=path, line=lines.line(record))
         frame = frame[~empty]  # blank lines carry nothing; the index keeps their numbering
     if not len(frame):
         raise DataError("no data rows", path=path, line=2)
