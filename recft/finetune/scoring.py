@@ -13,13 +13,14 @@ from recft.data.interactions import Interactions
 from recft.finetune.vocab_transfer import VocabAlignment
 
 
-class TargetScorer:
+class TargetScorer(nn.Module):
     """A ``recft.evaluate.Scorer`` over the target's rows for a model aligned to it.
 
     The model's catalog is the pretrained one grown by the target's new items; ranking it
     whole would let source-only items compete. This scorer ranks exactly the target's
     catalog, so a fine-tuned model, a scratch model and a baseline are compared on the
-    same candidates.
+    same candidates. It is an embedding scorer (``encode_users``, ``encode_items``,
+    ``score``), so ``recft.evaluate`` encodes the target catalog once per evaluation.
 
     Example::
 
@@ -28,17 +29,28 @@ class TargetScorer:
     """
 
     def __init__(self, model: nn.Module, alignment: VocabAlignment) -> None:
+        super().__init__()
         self.model = model
         self.alignment = alignment
-        self._item_index = torch.from_numpy(alignment.item_rows)
         self._cache: tuple[Any, Interactions] | None = None
 
+    def encode_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+        """(B,) target user rows, target-vocabulary history -> (B, D)."""
+        rows = self.alignment.user_rows[np.asarray(users, dtype=np.int64)]
+        return self.model.encode_users(rows, self._remapped(history))
+
+    def encode_items(self) -> torch.Tensor:
+        """(target catalog, D) in the target's item order."""
+        return self.model.encode_items(self.alignment.item_rows)
+
+    def score(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        return self.model.score(user_emb, item_emb)
+
+    @torch.no_grad()
     def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
         """(B,) target user rows, target-vocabulary history -> (B, target catalog) scores."""
-        remapped = self._remapped(history)
-        rows = self.alignment.user_rows[np.asarray(users, dtype=np.int64)]
-        scores = self.model.score_users(rows, remapped)
-        return scores[:, self._item_index.to(scores.device)]
+        with _eval_mode(self):
+            return self.score(self.encode_users(users, history), self.encode_items())
 
     def _remapped(self, history: Interactions) -> Interactions:
         # evaluation calls once per user chunk with the same history: remap it once
@@ -49,26 +61,53 @@ class TargetScorer:
         return remapped
 
     def __repr__(self) -> str:
-        return f"TargetScorer({type(self.model).__name__}, catalog={len(self._item_index):,})"
+        return (f"TargetScorer({type(self.model).__name__}, "
+                f"catalog={len(self.alignment.item_rows):,})")
 
 
-class CatalogMask:
+class CatalogMask(nn.Module):
     """A ``Scorer`` in the model's own rows that ranks only ``allowed`` items (the target's
     catalog inside a grown model): the others score -inf. Fine-tuning validates with it on
-    data remapped once, instead of remapping on every call.
+    data remapped once, instead of remapping on every call; like the model, it is an
+    embedding scorer, so evaluation encodes the catalog once.
     """
 
     def __init__(self, model: nn.Module, allowed: np.ndarray) -> None:
+        super().__init__()
         self.model = model
-        self.blocked = torch.ones(model.catalog_size, dtype=torch.bool)
-        self.blocked[torch.from_numpy(np.asarray(allowed, dtype=np.int64))] = False
+        blocked = torch.ones(model.catalog_size, dtype=torch.bool)
+        blocked[torch.from_numpy(np.asarray(allowed, dtype=np.int64))] = False
+        self.register_buffer("blocked", blocked, persistent=False)
 
-    def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
-        scores = self.model.score_users(users, history)
-        blocked = self.blocked.to(scores.device)
-        if len(blocked) != scores.shape[1]:  # the catalog grew after this mask was made
+    def encode_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+        return self.model.encode_users(users, history)
+
+    def encode_items(self) -> torch.Tensor:
+        return self.model.encode_items()
+
+    def score(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        scores = self.model.score(user_emb, item_emb)
+        if len(self.blocked) != scores.shape[1]:  # the catalog grew after this mask was made
             raise ValueError("CatalogMask is stale: the model's catalog changed size")
-        return scores.masked_fill(blocked, float("-inf"))
+        return scores.masked_fill(self.blocked.to(scores.device), float("-inf"))
+
+    @torch.no_grad()
+    def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
+        with _eval_mode(self):
+            return self.score(self.encode_users(users, history), self.encode_items())
+
+
+class _eval_mode:
+    """Eval mode (no dropout) for the duration, then the previous mode."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
 
 
 def target_scorer(model: nn.Module, target: Interactions, init: str = "feature_mean",
