@@ -135,3 +135,15 @@ def test_json_commands_divert_everything_else_printed_to_stderr(capsys) -> None:
     assert captured.err == "trainable vs total parameters\n"
     print("plain again")  # the diversion ends with the command
     assert capsys.readouterr().out == "plain again\n"
+
+
+def test_finetune_prints_its_parameter_tables_to_stderr_and_only_json_to_stdout(
+        pretrained, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint, _ = pretrained
+    capsys.readouterr()
+    assert main(["finetune", "--checkpoint", str(checkpoint), "--dataset", "synthetic-target:tiny",
+                 "--preset", "frozen-only", "--out", str(checkpoint.with_name("tuned"))]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["base"] == str(checkpoint)
+    assert "trainable vs total parameters" in captured.err  # printed by recft.finetune.freezing
+    assert re.search(r"epoch 1: loss", captured.err)
