@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("recft.cli.pretrain", "pretraining"),
     ("recft.cli.evaluate", "evaluation"),
     ("recft.cli.finetune", "fine-tuning"),
+    ("recft.cli.rank", "fine-tuning"),
     ("recft.cli.notebooks", "notebooks and reports"),
     ("recft.cli.serving", "production"),
 )
