@@ -64,7 +64,10 @@ def id_rows(column: pa.ChunkedArray, field: str, path: object) -> tuple[np.ndarr
 def _id_values(uniques: pa.Array) -> np.ndarray:
     """The distinct ids as int64 (integers, or strings that are canonical integers) or str."""
     if pa.types.is_integer(uniques.type):
-        return uniques.cast(pa.int64()).to_numpy()
+        try:
+            return pc.cast(uniques, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:  # unsigned beyond int64: the ids stay strings
+            return pc.cast(uniques, pa.string()).to_numpy(zero_copy_only=False).astype(object)
     if pc.any(pc.equal(uniques, "")).as_py():
         raise NotFast("empty id")
     if pc.any(pc.match_substring_regex(uniques, "[\r\n]")).as_py():

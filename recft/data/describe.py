@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from recft.data._time import iso_date
 from recft.data.features import EntityFeatures
@@ -32,20 +33,22 @@ def describe(x: Interactions) -> dict[str, Any]:
         print(format_description(describe(load("ml-100k"))))
     """
     n = len(x)
-    pairs = np.unique(x.user_ids.astype(np.int64) * x.catalog_size + x.item_ids).size if n else 0
+    per_user, per_item = x.user_activity(), x.item_popularity()  # one O(N) pass each
+    users, items = int(np.count_nonzero(per_user)), int(np.count_nonzero(per_item))
+    density = n / (users * items) if users * items else 0.0
     result: dict[str, Any] = {
         "name": x.name,
         "feedback": x.feedback,
         "interactions": n,
-        "users": x.num_users,
-        "items": x.num_items,
+        "users": users,
+        "items": items,
         "catalog_size": x.catalog_size,
         "user_vocab_size": x.user_vocab_size,
-        "density": float(x.density),
-        "sparsity": float(1.0 - x.density),
-        "duplicate_pairs": int(n - pairs),
-        "per_user": _summary(x.user_activity()),
-        "per_item": _summary(x.item_popularity()),
+        "density": float(density),
+        "sparsity": float(1.0 - density),
+        "duplicate_pairs": _duplicate_pairs(x),
+        "per_user": _summary(per_user),
+        "per_item": _summary(per_item),
     }
     if x.ratings is not None:
         result["ratings"] = _distribution(x.ratings)
@@ -62,6 +65,15 @@ def describe(x: Interactions) -> dict[str, Any]:
     return result
 
 
+def _duplicate_pairs(x: Interactions) -> int:
+    """Interactions whose (user, item) pair occurred before: one in-place sort of pair keys."""
+    if not len(x):
+        return 0
+    keys = x.user_ids.astype(np.int64) * x.catalog_size + x.item_ids
+    keys.sort()
+    return int(np.count_nonzero(keys[1:] == keys[:-1]))
+
+
 def _summary(counts: np.ndarray) -> dict[str, float]:
     active = counts[counts > 0]
     if not active.size:
@@ -75,9 +87,11 @@ def _distribution(values: np.ndarray) -> dict[str, Any]:
         return {}
     result: dict[str, Any] = {"min": float(values.min()), "max": float(values.max()),
                               "mean": float(values.mean())}
-    distinct, counts = np.unique(values, return_counts=True)
-    if distinct.size <= HISTOGRAM_MAX_VALUES:
-        result["histogram"] = {f"{v:g}": int(c) for v, c in zip(distinct.tolist(), counts)}
+    counted = pd.Series(values).value_counts(sort=False)  # hashing: no sort of N values
+    if len(counted) <= HISTOGRAM_MAX_VALUES:
+        counted = counted.sort_index()
+        result["histogram"] = {f"{v:g}": int(c) for v, c in zip(counted.index.tolist(),
+                                                                 counted.to_numpy())}
     else:
         result["quantiles"] = {f"p{round(q * 100)}": float(v) for q, v in
                                zip(QUANTILES, np.quantile(values, QUANTILES))}

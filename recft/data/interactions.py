@@ -125,12 +125,12 @@ class Interactions:
     @property
     def num_users(self) -> int:
         """Distinct users that occur in these interactions."""
-        return int(np.unique(self.user_ids).size)
+        return int(np.count_nonzero(self.user_activity()))  # O(N), no sort
 
     @property
     def num_items(self) -> int:
         """Distinct items that occur in these interactions (``catalog_size`` counts all)."""
-        return int(np.unique(self.item_ids).size)
+        return int(np.count_nonzero(self.item_popularity()))
 
     @property
     def catalog_size(self) -> int:
