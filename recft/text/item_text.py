@@ -92,10 +92,9 @@ def item_texts(data: Interactions | EntityFeatures | None, max_tags: int = 10) -
         if tags is not None and tags[row]:
             parts.append("Tags: " + ", ".join(tags[row]))
         texts.append(". ".join(parts))
-    fields = [f for f, used in ((name_column, name_column), ("year", "year" in attributes),
-                                ("artist", any(artists)), ("genres", genres is not None),
-                                ("tag", tags is not None)) if used]
-    return ItemTexts(tuple(texts), tuple(str(f) for f in fields))
+    used = {name_column: name_column is not None, "year": "year" in attributes.columns,
+            "artist": any(artists), "genres": genres is not None, "tag": tags is not None}
+    return ItemTexts(tuple(texts), tuple(str(f) for f, present in used.items() if present))
 
 
 def texts_for_vocabulary(texts: Mapping[Any, str], item_vocab: Vocabulary) -> ItemTexts:

@@ -24,8 +24,8 @@ import numpy as np
 from recft.errors import RecftError
 from recft.text.encoders import PRETRAINED_NAME, EncoderNotAvailableError, encode_in_batches
 
-#: float32 is the reference and the default; bfloat16 (autocast) takes 2.7x fewer CPU
-#: seconds on CPUs with AMX (benchmarks/text_encoding.py), its vectors within 1e-4 cosine
+#: float32 is the reference and the default; bfloat16 (autocast) takes 2.1x fewer CPU
+#: seconds on CPUs with AMX (benchmarks/text_encoding.py), its vectors within 4e-5 cosine
 #: of float32's, but is slower on CPUs without bfloat16 instructions.
 PRECISIONS = ("float32", "bfloat16")
 
