@@ -291,6 +291,12 @@ def _scratch(source: str | Path | nn.Module, train: Interactions, seed: int) -> 
     # the same feature tables as the base (a target-only feature would change the model)
     item = {n: f for n, f in (features["item"] or {}).items() if n in base.item_features}
     user = {n: f for n, f in (features["user"] or {}).items() if n in base.user_features}
+    # a base that reads item text: the scratch model reads the target's, by the same encoder
+    vectors = None
+    if getattr(base, "item_text", None) is not None:
+        from recft.models.text_path import text_vectors_like
+
+        vectors = text_vectors_like(base, train)
     torch.manual_seed(seed)
     return TwoTower(TwoTowerConfig(**values), train.user_vocab, train.item_vocab,
-                    item_features=item or None, user_features=user or None)
+                    item_features=item or None, user_features=user or None, item_text=vectors)

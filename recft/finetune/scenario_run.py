@@ -32,11 +32,19 @@ def pretrain_base(scenario: Scenario, out: str | Path, *, seed: int = 0, epochs:
     from recft.models.checkpoint import save_pretrained
     from recft.train.pretrain import PretrainConfig, pretrain
 
-    config = TwoTowerConfig(embedding_dim=embedding_dim, tower_layers=(2 * embedding_dim, embedding_dim))
+    config = TwoTowerConfig(embedding_dim=embedding_dim, tower_layers=(2 * embedding_dim, embedding_dim),
+                            item_text=scenario.item_text)
+    vectors = None
+    if scenario.item_text != "none":  # the base reads item text (movies-to-music)
+        from recft.models.text_path import ItemTextVectors
+        from recft.text import text_encoder
+
+        vectors = ItemTextVectors.encode(scenario.source, text_encoder(scenario.text_encoder))
     settings = PretrainConfig(epochs=epochs, batch_size=512,
                               user_id_dropout=SCENARIO_USER_ID_DROPOUT, seed=seed)
     started = time.perf_counter()
-    model, history = pretrain(scenario.source, config, pretrain_config=settings, progress=progress)
+    model, history = pretrain(scenario.source, config, pretrain_config=settings, progress=progress,
+                              item_text=vectors)
     return save_pretrained(model, out, training={
         "stage": "pretrain", "scenario": scenario.name, "dataset": scenario.source.name,
         "description": scenario.description, "seed": seed, "pretrain": settings.to_dict(),

@@ -33,6 +33,8 @@ class Scenario:
     split_spec: str
     description: str
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
+    item_text: str = "none"  # the base reads item text: "id+text" / "text" (models.text_path)
+    text_encoder: str | None = None  # ... encoded by this recft.text encoder
 
 
 def synthetic_scenario(seed: int = 0, size: str = "small", flavour: str = "movies") -> Scenario:
@@ -97,8 +99,15 @@ SCENARIOS: dict[str, Callable[..., Scenario]] = {
     "movies-temporal": lambda data_dir=None, seed=0: movies_scenario(data_dir, seed,
                                                                      temporal=True),
     "music": music_scenario,
+    "movies-to-music": lambda data_dir=None, seed=0: _movies_to_music(data_dir, seed),
 }
-REAL_DATA = ("movies", "movies-temporal", "music")
+REAL_DATA = ("movies", "movies-temporal", "music", "movies-to-music")
+
+
+def _movies_to_music(data_dir: str | Path | None, seed: int) -> Scenario:
+    from recft.finetune.cross_domain import movies_to_music_scenario  # it imports this module
+
+    return movies_to_music_scenario(data_dir, seed)
 
 
 def cohort_split(data: Interactions, share: float, seed: int) -> tuple[Interactions,
@@ -133,7 +142,8 @@ def _own_users(data: Interactions, mask: np.ndarray, label: str) -> Interactions
 # and a single split's interval on NDCG@10 is about +-0.03; averaging three cohort draws
 # roughly triples the users behind each mean, so a difference of 0.02 becomes detectable.
 DEFAULT_SEEDS: dict[str, tuple[int, ...]] = {
-    "synthetic": (0,), "movies": (0, 1, 2), "movies-temporal": (0, 1, 2), "music": (0, 1, 2)}
+    "synthetic": (0,), "movies": (0, 1, 2), "movies-temporal": (0, 1, 2), "music": (0, 1, 2),
+    "movies-to-music": (0,)}  # the whole target, no cohort to draw
 
 
 def make_scenario(name: str, *, data_dir: str | Path | None = None, seed: int = 0,

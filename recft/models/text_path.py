@@ -249,3 +249,11 @@ def configure_text(config: Any, item_text: ItemTextVectors | None, num_items: in
     return dataclasses.replace(config, text_dim=item_text.dim,
                                text_encoder=item_text.encoder_name,
                                text_encoder_version=item_text.encoder_version)
+
+
+def text_vectors_like(model: nn.Module, data: Interactions, encoder: Any = None,
+                      progress: bool = False) -> ItemTextVectors:
+    """``data``'s catalog encoded like ``model``'s items (its recorded encoder), e.g. to
+    build a model of the same architecture over another catalog."""
+    found = checkpoint_encoder(model, encoder)
+    return ItemTextVectors.encode(data, found, progress=progress)
