@@ -2,9 +2,11 @@
 
 Subpackages:
     recft.data       Interactions, loaders (MovieLens, Last.fm, your files), splits, synthetic data
-    recft.models     TwoTower (torchrec EBC + MLP towers), checkpoints, baselines
-    recft.train      pretraining loop, losses, batches
-    recft.finetune   recipes: frozen -> full stages, new ids, adapters, comparisons
+    recft.models     TwoTower (torchrec EBC + MLP towers), fine-tuned models, heads,
+                     adapters, checkpoints, baselines
+    recft.train      the one training engine (fit, optimizers), pretraining, losses, batches
+    recft.finetune   recipes: frozen -> full stages, new ids, adapter deltas, comparisons
+    recft.text       item texts and text encoders (MiniLM, TF-IDF), cached vectors
     recft.evaluate   full-ranking metrics, segments, evaluation
     recft.notebooks  papermill runs that produce reports/
     recft.serving    Recommender facade, batch scoring, export
