@@ -218,3 +218,16 @@ def test_growing_without_vectors_encodes_the_targets_item_texts() -> None:
     expected = encoder.encode([texts[r] for r in rows])
     assert alignment.counts["items"]["new"] == len(new_ids) > 0
     np.testing.assert_array_equal(model.item_text.vectors[-len(new_ids):].numpy(), expected)
+
+
+def test_pretrain_command_reads_item_text(tmp_path, capsys) -> None:
+    from recft.cli import main
+
+    out = tmp_path / "base"
+    assert main(["pretrain", "--dataset", "synthetic:tiny", "--epochs", "1", "--item-text",
+                 "id+text", "--text-encoder", "tfidf", "--out", str(out), "--quiet"]) == 0
+    architecture = json.loads((out / "config.json").read_text())["architecture"]
+    assert architecture["item_text"] == "id+text" and architecture["text_encoder"] == "tfidf"
+    model = load_pretrained(out)
+    assert model.item_text.vectors.abs().sum() > 0  # every synthetic item has a text
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(out)

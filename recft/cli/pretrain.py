@@ -33,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--loss", choices=["softmax", "bpr"])
     model.add_argument("--num-negatives", type=int, help="extra uniformly sampled negatives per batch")
     model.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    text = parser.add_argument_group("items as text (recft.models.text_path)")
+    text.add_argument("--item-text", choices=["none", "id+text", "text"], default="none",
+                      help="the item tower also reads each item's text (id+text) or only its "
+                      "text (text); default none")
+    text.add_argument("--text-encoder", default="all-MiniLM-L6-v2", metavar="NAME",
+                      help="all-MiniLM-L6-v2 (alias minilm, default) or tfidf")
+    text.add_argument("--item-texts", metavar="FILE", help="CSV/TSV/Parquet with item_id,text "
+                      "(default: texts built from the dataset's titles, genres, tags, artists)")
     parser.set_defaults(handler=_run, json_stdout=True)  # the JSON summary is all of stdout
 
 
@@ -54,7 +62,14 @@ def _run(args: argparse.Namespace) -> int:
         for name in ("epochs", "batch_size", "lr", "embedding_lr", "loss", "num_negatives", "patience")
         if getattr(args, name) is not None
     }
-    model_config = TwoTowerConfig.for_data(parts.train, **model_overrides)
+    model_config = TwoTowerConfig.for_data(parts.train, item_text=args.item_text,
+                                           **model_overrides)
+    vectors = None
+    if args.item_text != "none":
+        from recft.models.text_path import catalog_text_vectors
+
+        vectors = catalog_text_vectors(interactions, args.text_encoder, args.item_texts,
+                                       progress=not args.quiet)
     train_config = PretrainConfig(seed=args.seed, **train_overrides)
     out = Path(args.out)
     resume_dir = out.with_name(out.name + ".resume")
@@ -65,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         pretrain_config=train_config,
         resume_dir=resume_dir,
         progress=not args.quiet,
+        item_text=vectors,
     )
     known = parts.known("test")
     metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)

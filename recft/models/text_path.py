@@ -257,3 +257,23 @@ def text_vectors_like(model: nn.Module, data: Interactions, encoder: Any = None,
     build a model of the same architecture over another catalog."""
     found = checkpoint_encoder(model, encoder)
     return ItemTextVectors.encode(data, found, progress=progress)
+
+
+def catalog_text_vectors(data: Interactions, encoder: str = "all-MiniLM-L6-v2",
+                         texts_file: str | Path | None = None, item_column: str = "item_id",
+                         text_column: str = "text", progress: bool = False) -> ItemTextVectors:
+    """The catalog's text vectors by the encoder called ``encoder`` (``recft.text``).
+
+    Texts come from ``texts_file`` (a side file or the interactions file itself, with an
+    item-id and a text column) when given, else from the dataset's own fields
+    (``recft.text.item_texts``). A TF-IDF encoder is fitted on these texts.
+    """
+    from recft.text import item_texts, read_item_texts, text_encoder, texts_for_vocabulary
+
+    if texts_file is not None:
+        texts = texts_for_vocabulary(read_item_texts(texts_file, item=item_column,
+                                                     text=text_column), data.item_vocab)
+    else:
+        texts = item_texts(data)
+    found = text_encoder(encoder, fit_texts=texts.texts)
+    return ItemTextVectors.encode(data, found, texts=texts, progress=progress)
