@@ -11,6 +11,7 @@ from recft.config import ConfigError
 from recft.data.interactions import Interactions
 from recft.errors import CheckpointError
 from recft.models.architecture import TwoTowerConfig
+from recft.models.item_init import initialise_item_rows
 from recft.models.text_path import ItemTextVectors
 from recft.models.two_tower import TwoTower
 from recft.train.batches import BatchBuilder
@@ -69,6 +70,8 @@ def pretrain(
         user_features=user_features.categorical if user_features is not None else None,
         item_text=item_text,
     ).to(settings.device)
+    if settings.item_init == "cooccurrence":  # before Optimizers copies rows into fused tables
+        initialise_item_rows(model, interactions)
     builder = BatchBuilder.for_model(
         model, interactions, batch_size=settings.batch_size,
         num_negatives=settings.num_negatives, logq_correction=settings.logq_correction,

@@ -9,6 +9,7 @@ from recft.train.history import History
 from recft.train.optimizers import DENSE_OPTIMIZERS, EMBEDDING_OPTIMIZERS
 
 LOSSES = ("softmax", "bpr")
+ITEM_INITS = ("random", "cooccurrence")  # how item_id rows start (recft.models.item_init)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class PretrainConfig(ConfigMixin):
     temperature: float | None = None  # None: the model's config.temperature
     user_id_dropout: float = 0.0  # share of examples trained without their user id
     history_dropout: float = 0.5  # share of history items hidden from each example
+    item_init: str = "random"  # or "cooccurrence": item rows from a PMI SVD (models.item_init)
     early_stopping_metric: str = "ndcg@10"
     patience: int = 3  # epochs without improvement before stopping (needs valid)
     seed: int = 0
@@ -52,6 +54,8 @@ class PretrainConfig(ConfigMixin):
             raise ConfigError(f"embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}")
         if self.dense_optimizer not in DENSE_OPTIMIZERS:
             raise ConfigError(f"dense_optimizer must be one of {DENSE_OPTIMIZERS}")
+        if self.item_init not in ITEM_INITS:
+            raise ConfigError(f"item_init must be one of {ITEM_INITS}, got {self.item_init!r}")
         if "@" not in self.early_stopping_metric:
             raise ConfigError("early_stopping_metric must look like 'ndcg@10'")
         for name in ("user_id_dropout", "history_dropout"):
