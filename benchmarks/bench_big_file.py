@@ -11,6 +11,8 @@ numpy, pandas and pyarrow included):
                      (the loader for the user's own files)
   pretrain-load      what ``recft pretrain --dataset FOLDER`` does before training: load,
                      split ``random:0.8,0.1,0.1`` and size the model from the vocabularies
+  describe-bad-*     both describes on a copy whose last line has the time ``1e20``: the
+                     error path (pyarrow refuses, the reference reader names the line)
 
 The pretrain-load child also reports its final interaction arrays (``arrays_mib``) and the
 memory added while loading (``load_extra_mib``, benchmarks/peak_memory.py), whose ratio is
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,8 @@ import pyarrow.csv as pa_csv
 ML25M_USERS, ML25M_MOVIES = 162_541, 62_423
 RATINGS = np.asarray(["0.5", "1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0", "4.5", "5.0"])
 GIB = 2**30
-STEPS = ("describe-release", "describe-file", "pretrain-load")
+STEPS = ("describe-release", "describe-file", "pretrain-load", "describe-bad-release",
+         "describe-bad-file")
 
 
 def write_release(folder: Path, rows: int, seed: int = 0, chunk: int = 2_000_000) -> None:
@@ -102,8 +106,9 @@ def child(folder: Path) -> None:
     print(json.dumps(result))
 
 
-def measure(command: list[str]) -> dict:
-    """Run ``command``; its wall time, peak RSS and (last stdout line as) JSON output."""
+def measure(command: list[str], exit_code: int = 0) -> dict:
+    """Run ``command``: wall time, peak RSS, and its JSON output (or, when it is meant to
+    fail, its one-line error)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -112,21 +117,33 @@ def measure(command: list[str]) -> dict:
     stdout = process.stdout.read()
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr}")
+    if code != exit_code:
+        raise SystemExit(f"{' '.join(command)} exited {code}, not {exit_code}:\n{stderr}")
+    output = json.loads(stdout) if exit_code == 0 else {"error": stderr.strip()}
     return {"wall_seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024),
-            "output": json.loads(stdout)}
+            "output": output}
 
 
-def step_command(step: str, folder: Path) -> list[str]:
-    if step == "describe-release":
-        return [sys.executable, "-m", "recft", "data", "describe", str(folder), "--json"]
-    if step == "describe-file":
-        return [sys.executable, "-m", "recft", "data", "describe", str(folder / "ratings.csv"),
-                "--user-col", "userId", "--item-col", "movieId", "--json"]
-    return [sys.executable, __file__, "--child", str(folder)]
+def step_command(step: str, folder: Path, bad_folder: Path) -> list[str]:
+    describe = [sys.executable, "-m", "recft", "data", "describe"]
+    file_columns = ["--user-col", "userId", "--item-col", "movieId"]
+    commands = {
+        "describe-release": [*describe, str(folder), "--json"],
+        "describe-file": [*describe, str(folder / "ratings.csv"), *file_columns, "--json"],
+        "pretrain-load": [sys.executable, __file__, "--child", str(folder)],
+        "describe-bad-release": [*describe, str(bad_folder)],
+        "describe-bad-file": [*describe, str(bad_folder / "ratings.csv"), *file_columns],
+    }
+    return commands[step]
+
+
+def with_bad_last_line(folder: Path, bad_folder: Path) -> None:
+    """A copy of the release whose last rating has the time 1e20 (an error to locate)."""
+    shutil.copytree(folder, bad_folder)
+    with open(bad_folder / "ratings.csv", "a") as handle:
+        handle.write("7,1,4.0,1e20\n")
 
 
 def main() -> None:
@@ -148,10 +165,14 @@ def main() -> None:
         results["ratings_csv_mib"] = round(size / 2**20)
         print(f"wrote {args.rows:,} ratings ({size / 2**20:,.0f} MiB) in "
               f"{time.perf_counter() - started:.0f}s")
+        bad_folder = Path(tmp) / "ml-25m-bad"
+        if any("bad" in step for step in args.steps):
+            with_bad_last_line(folder, bad_folder)
         for step in args.steps:
-            figures = measure(step_command(step, folder))
+            figures = measure(step_command(step, folder, bad_folder),
+                              exit_code=2 if "bad" in step else 0)
             output = figures.pop("output")
-            if step.startswith("describe"):
+            if step in ("describe-release", "describe-file"):
                 output = {"rows": output.get("interactions"), "users": output.get("users"),
                           "items": output.get("items")}
             results["steps"][step] = {**figures, **output}
@@ -160,7 +181,9 @@ def main() -> None:
                 extra = (f"  loading added {output['load_extra_mib']:,.0f} MiB for "
                          f"{output['arrays_mib']:,.0f} MiB of arrays "
                          f"({output['load_extra_mib'] / output['arrays_mib']:.1f}x)")
-            print(f"{step:<17} {figures['wall_seconds']:7.1f}s  peak RSS "
+            if "error" in output:
+                extra = f"  exit 2: {output['error'][:100]}"
+            print(f"{step:<20} {figures['wall_seconds']:7.1f}s  peak RSS "
                   f"{figures['peak_rss_mib'] / 1024:5.2f} GiB{extra}")
     results["load_average_after"] = os.getloadavg()[0]  # other processes slow the times
     results["under_4_gib"] = all(s["peak_rss_mib"] < 4 * 1024 for s in results["steps"].values())

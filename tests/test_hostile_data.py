@@ -16,7 +16,7 @@ import pytest
 from release_files import PLAYS_360K, write_lastfm2k, write_lastfm360k, write_ml_csv
 
 from recft.cli import main
-from recft.data import Interactions, _arrow_csv, _parsing, tabular
+from recft.data import Interactions, _arrow_csv, _parsing, _table_reader, tabular
 from recft.data.describe import describe
 from recft.data.lastfm import load_lastfm
 from recft.data.movielens import load_movielens
@@ -241,8 +241,39 @@ def test_plain_files_never_need_the_reference_parser(tmp_path: Path,
     def fail(*args, **kwargs):
         raise AssertionError("the reference parser ran")
 
-    monkeypatch.setattr(tabular, "_reference_csv", fail)
-    monkeypatch.setattr(_parsing._Reader, "read", fail)
+    monkeypatch.setattr(tabular, "text_frames", fail)
+    monkeypatch.setattr(_table_reader.TableReader, "read", fail)
     for name in ("ints.csv", "strings.tsv", "big.csv"):
         read_interactions(_write(tmp_path / name, VALID_FILES[name]))
     load_movielens("ml-latest", path=write_ml_csv(tmp_path / "ml-latest"))
+
+
+def test_big_files_are_searched_in_chunks_with_the_same_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "CHUNKED_ABOVE_BYTES", 0)  # every file counts as big
+    monkeypatch.setattr(tabular, "CHUNK_ROWS", 2)
+    head = "user_id,item_id,timestamp\n1,1,100\n\n2,2,200\n3,3,300\n"  # lines 1-5
+    bad = _write(tmp_path / "bad.csv", head + "4,4,400\n5,5,1e20\n")
+    _refused(lambda: read_interactions(bad), "bad.csv, line 7, field 'timestamp'", "'1e20'")
+    empty = _write(tmp_path / "empty.csv", head + "\n,,\n")
+    _refused(lambda: read_interactions(empty), "empty.csv, line 7:", "every field is empty")
+    # valid, yet not for the fast path (mixed time formats): the chunks find nothing
+    mixed = _write(tmp_path / "mixed.csv", "user_id,item_id,timestamp\n1,1,2020-01-01\n"
+                   "1,2,2020-01-02T10:00:00+01:00\n\n2,1,2020-01-03 00:00\n")
+    assert read_interactions(mixed).timestamps.tolist() == [1577836800, 1577955600,
+                                                            1578009600]
+
+
+def test_big_release_files_are_searched_in_chunks(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_table_reader, "CHUNKED_ABOVE_BYTES", 0)
+    monkeypatch.setattr(_table_reader, "CHUNK_ROWS", 1)
+    folder = write_ml_csv(tmp_path / "ml-latest")
+    ratings = folder / "ratings.csv"
+    original = ratings.read_text()
+    ratings.write_text(original + "\n\n")  # trailing blank lines: harmless
+    assert len(load_movielens("ml-latest", path=folder)) == 3
+    lines = original.splitlines()
+    ratings.write_text("\n".join([*lines[:3], "5,1,x,964982703", lines[3]]) + "\n")
+    _refused(lambda: load_movielens("ml-latest", path=folder), "ratings.csv, line 4",
+             "field 'rating'", "'x'")

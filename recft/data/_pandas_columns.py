@@ -12,6 +12,7 @@ import pandas as pd
 
 from recft.data._parsing import unix_seconds
 from recft.data._sources import RecordLines
+from recft.data._text_numbers import to_numbers
 from recft.data._time import outside_time_range, time_range_problem
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
@@ -107,7 +108,7 @@ def numbers(values: pd.Series, column: str, where: Locator, *,
             nonnegative: bool = False) -> np.ndarray:
     """(N,) float32 values; non-finite, beyond float32 or (counts) negative are refused."""
     _refuse_containers(values, column, where, "a number")
-    parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    parsed = to_numbers(values).to_numpy(dtype=np.float64)
     bad = _first(~np.isfinite(parsed))
     if bad is not None:
         raise where.error(bad, column, "is not a finite number")
@@ -132,7 +133,7 @@ def seconds(values: pd.Series, column: str, where: Locator) -> np.ndarray:
         if bad is not None:
             raise where.error(bad, column, "is not a time")
         return _in_range(unix_seconds(values), column, where)
-    parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    parsed = to_numbers(values).to_numpy(dtype=np.float64)
     if np.isfinite(parsed).all():
         bad = _first(outside_time_range(parsed))
         if bad is not None:

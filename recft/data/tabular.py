@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,8 +20,9 @@ import pyarrow.parquet as pq
 from recft.data._arrow_columns import float32_values, id_rows, unix_seconds
 from recft.data._arrow_csv import NotFast, read_columns, release_memory
 from recft.data._pandas_columns import Locator, ids, numbers, seconds
-from recft.data._parsing import EOF_IN_STRING, FIELD_COUNT
 from recft.data._sources import RecordLines, read_header, text_opener
+from recft.data._table_reader import CHUNK_ROWS, CHUNKED_ABOVE_BYTES
+from recft.data._text_frames import text_frames
 from recft.data.interactions import FEEDBACK_KINDS, Interactions
 from recft.errors import DataError
 
@@ -100,7 +100,14 @@ def read_interactions(
         return _from_arrow(columns, roles, feedback, path, name)
     except NotFast:
         pass
-    frame, lines = _reference_csv(path, opener, sep)
+    lines = RecordLines(opener, sep)
+    if path.stat().st_size > CHUNKED_ABOVE_BYTES:
+        # most likely a bad value: look for it a chunk at a time (bounded memory) before
+        # reading the whole file as text, which takes several times the fast path's memory
+        for chunk in text_frames(path, opener, sep, lines, chunk_rows=CHUNK_ROWS):
+            if len(chunk):
+                _convert(chunk, roles, feedback, Locator(chunk, path, lines), name)
+    frame = next(text_frames(path, opener, sep, lines))
     return _convert(frame, roles, feedback, Locator(frame, path, lines), name)
 
 
@@ -203,49 +210,11 @@ def _read_parquet(path: Path, requested: dict[str, str | None], feedback: str | 
         return _convert(frame, roles, feedback, Locator(frame, path, None), name)
 
 
-def _reference_csv(path: Path, opener, sep: str) -> tuple[pd.DataFrame, RecordLines]:
-    """Every field as text (pandas); blank lines dropped, a line of empty fields refused."""
-    lines = RecordLines(opener, sep)
-    try:
-        with opener() as raw:
-            frame = pd.read_csv(raw, sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                                skip_blank_lines=False, compression=None,
-                                encoding="utf-8-sig")
-    except pd.errors.ParserError as error:
-        raise _parser_error(str(error), path, lines) from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"not UTF-8 text ({error.reason})", path=path) from None
-    empty = (frame == "").to_numpy().all(axis=1)
-    if empty.any():
-        records = (np.flatnonzero(empty) + 1).tolist()  # the header is record 0
-        for record, blank in zip(records, lines.blank(records)):
-            if not blank:
-                raise DataError("every field is empty", path=path, line=lines.line(record))
-        frame = frame[~empty]  # blank lines carry nothing; the index keeps their numbering
-    if not len(frame):
-        raise DataError("no data rows", path=path, line=2)
-    return frame, lines
-
-
-def _parser_error(message: str, path: Path, lines: RecordLines) -> DataError:
-    """pandas counts records from 0 (the header) where users count file lines from 1."""
-    match = FIELD_COUNT.search(message)
-    if match:  # "in line N" is the 1-based record number
-        expected, record, found = (int(g) for g in match.groups())
-        return DataError(f"expected {expected} fields, found {found}", path=path,
-                         line=lines.line(record - 1))
-    match = EOF_IN_STRING.search(message)
-    if match:  # "starting at row N" is the 0-based record number
-        return DataError("unterminated quoted field (the quote opens on this line)",
-                         path=path, line=lines.line(int(match.group(1))))
-    return DataError(f"cannot parse: {message}", path=path)
-
-
 def _convert(frame: pd.DataFrame, roles: dict[str, str], feedback: str | None,
              where: Locator, name: str) -> Interactions:
     """The reference conversion of a frame's columns (every rule, every located error)."""
     if not len(frame):
-        raise DataError("no data rows", path=where.path)
+        raise DataError("no data rows", path=where.path, line=2 if where.lines else None)
     user_rows, user_vocab = ids(frame[roles["user"]], roles["user"], where)
     item_rows, item_vocab = ids(frame[roles["item"]], roles["item"], where)
     kind = _feedback(roles, feedback)
