@@ -219,8 +219,8 @@ def _new_item_text(model: nn.Module, target: Interactions, new_ids: np.ndarray,
         return np.zeros((0, model.config.text_dim), dtype=np.float32)
     from recft.text import item_texts
 
-    texts = item_texts(target).texts
-    return encode_texts(model, [texts[row] for row in target_rows], encoder=encoder)
+    # the whole catalog in its own order: the cache entry every other use of it shares
+    return encode_texts(model, item_texts(target).texts, encoder=encoder)[target_rows]
 
 
 def _grow_feature(feature: CategoricalFeature, target_feature: CategoricalFeature | None,
