@@ -19,7 +19,7 @@ from recft.serving import Recommender, export
 from recft.serving.ids import ServingWarning
 from recft.text import EncoderNotAvailableError
 from recft.models.text_path import ItemTextVectors
-from recft.models.two_tower import TwoTowerConfig
+from recft.models.two_tower import TwoTower, TwoTowerConfig
 from recft.train import PretrainConfig, pretrain
 from tests.conftest import build_checkerboard
 from tests.text_models import KeywordEncoder, parity_texts
@@ -200,3 +200,17 @@ def test_a_text_model_ranks_items_it_never_trained_on_by_their_text() -> None:
     even_users = np.arange(2, 20) % 2 == 0
     assert (scores[even_users, 0] > scores[even_users, 1]).all()
     assert (scores[~even_users, 1] > scores[~even_users, 0]).all()
+
+
+def test_cold_item_evaluation_scores_a_model_left_in_training_mode_without_dropout() -> None:
+    data = synthetic("movies", size="tiny", seed=0).source
+    parts = split(data, "cold-item:0.2", seed=0)
+    vectors = ItemTextVectors.encode(data, KeywordEncoder(), texts=["comedy"] * len(
+        data.item_vocab))
+    torch.manual_seed(0)
+    model = TwoTower(TwoTowerConfig(embedding_dim=8, tower_layers=(16, 8), dropout=0.5,
+                                    item_text="text"), data.user_vocab, data.item_vocab,
+                     item_text=vectors).train()
+    first = evaluate_cold_items(model, parts, ks=(10,))
+    assert evaluate_cold_items(model, parts, ks=(10,))["ndcg@10"] == first["ndcg@10"]
+    assert model.training  # the caller's mode is restored

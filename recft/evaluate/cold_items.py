@@ -30,14 +30,16 @@ def cold_item_rows(parts: Split) -> np.ndarray:
     return np.flatnonzero(tested & ~known)
 
 
-class CandidateScorer:
+class CandidateScorer(torch.nn.Module):
     """A scorer restricted to candidate items: every other item scores ``-inf``.
 
     It keeps the wrapped model's embedding form (``encode_users`` / ``encode_items`` /
-    ``score``) when it has one, so evaluation still encodes the catalog once.
+    ``score``) when it has one, so evaluation still encodes the catalog once; a module is
+    held as a submodule, so evaluation's eval mode (no dropout) reaches it.
     """
 
     def __init__(self, model: Any, candidates: np.ndarray, catalog_size: int) -> None:
+        super().__init__()
         self.model = model
         self.blocked = torch.ones(catalog_size, dtype=torch.bool)
         self.blocked[torch.from_numpy(np.asarray(candidates, dtype=np.int64))] = False
@@ -57,12 +59,6 @@ class CandidateScorer:
 
     def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
         return self._mask(self.model.score_users(users, history))
-
-    # evaluation toggles eval mode on modules; forward it to the wrapped model
-    def eval(self) -> CandidateScorer:
-        if isinstance(self.model, torch.nn.Module):
-            self.model.eval()
-        return self
 
 
 def evaluate_cold_items(model: Any, parts: Split, ks: Sequence[int] = (10, 20),
