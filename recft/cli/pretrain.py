@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
+from recft.cli.launch import add_launch_args, dispatch
 from recft.locks import locks_outputs
 
 
@@ -41,17 +42,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="all-MiniLM-L6-v2 (alias minilm, default) or tfidf")
     text.add_argument("--item-texts", metavar="FILE", help="CSV/TSV/Parquet with item_id,text "
                       "(default: texts built from the dataset's titles, genres, tags, artists)")
+    add_launch_args(parser)
     parser.set_defaults(handler=_run, json_stdout=True)  # the JSON summary is all of stdout
 
 
-@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume
 def _run(args: argparse.Namespace) -> int:
+    return dispatch(args, _run_locked, _pretrain)  # --nproc / torchrun: sharded (launch.py)
+
+
+@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume (rank 0's)
+def _run_locked(args: argparse.Namespace) -> int:
+    return _pretrain(args)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate
     from recft.models import TwoTowerConfig
     from recft.run_record import training_record
     from recft.train import PretrainConfig, pretrain
+    from recft.train.sharding import parse_sharding
 
+    context = args.distributed
+    sharding = parse_sharding(args.sharding)
     started = time.time()
     interactions = load_dataset(args)
     parts = make_split(interactions, args.split, seed=args.seed)
@@ -81,11 +94,16 @@ def _run(args: argparse.Namespace) -> int:
         resume_dir=resume_dir,
         progress=not args.quiet,
         item_text=vectors,
+        distributed=context,
+        sharding=sharding,
     )
+    if context is not None and not context.is_main:
+        return 0  # rank 0 evaluates and writes the (gathered, portable) checkpoint
     known = parts.known("test")
     metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)
+    extra = {} if context is None else {"distributed": context.record()}
     training = training_record(args.dataset, parts, metrics, config=train_config, history=history,
-                               wall_time_s=round(time.time() - started, 2))
+                               wall_time_s=round(time.time() - started, 2), **extra)
     model.save_pretrained(out, training=training)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the checkpoint supersedes the resume state
     summary = {"checkpoint": str(out), "protocol": training["protocol"], "metrics": training["metrics"],

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from recft.train.history import History
 from recft.train.optimizers import Optimizers
 from recft.train.rng import rng_state, set_rng_state
 from recft.train.state import split_prefix
+
+if TYPE_CHECKING:
+    from recft.train.distributed import Distributed
 
 Objective = Callable[[nn.Module, Batch], torch.Tensor]
 Validator = Callable[[], dict[str, float]]
@@ -76,7 +79,8 @@ class LoopState:
 def fit(model: nn.Module, builder: BatchBuilder, objective: Objective,
         optimizers: Optimizers, settings: FitSettings, *, validate: Validator | None = None,
         on_epoch_start: EpochStart | None = None, start: LoopState | None = None,
-        save: Callable[[LoopState], None] | None = None, progress: bool = True) -> History:
+        save: Callable[[LoopState], None] | None = None, progress: bool = True,
+        distributed: Distributed | None = None) -> History:
     """Train ``model`` in place; return its history.
 
     ``optimizers`` is closed at the end (the model leaves with plain torchrec collections
@@ -89,8 +93,13 @@ def fit(model: nn.Module, builder: BatchBuilder, objective: Objective,
             epochs when resuming, so the optimizers get the saved layout.
         start: a state a previous ``save`` received: continue from it.
         save: receives the resumable state at checkpoints.
+        distributed: run as one rank of a job (``recft.train.distributed``): this rank
+            trains on its slice of every global batch (``builder``'s batches), validation
+            runs on rank 0, and every decision is shared by all ranks. ``optimizers`` must
+            be the job's (``ShardedOptimizers``).
     """
-    run = _Run(model, builder, objective, optimizers, settings, validate, on_epoch_start, save)
+    run = _Run(model, builder, objective, optimizers, settings, validate, on_epoch_start, save,
+               distributed)
     try:
         if start is not None:
             run.restore(start)
@@ -112,8 +121,14 @@ class _Run:
     def __init__(self, model: nn.Module, builder: BatchBuilder, objective: Objective,
                  optimizers: Optimizers, settings: FitSettings, validate: Validator | None,
                  on_epoch_start: EpochStart | None,
-                 save: Callable[[LoopState], None] | None) -> None:
+                 save: Callable[[LoopState], None] | None,
+                 distributed: Distributed | None = None) -> None:
         self.model, self.builder, self.objective = model, builder, objective
+        self.distributed = distributed
+        if distributed is not None:
+            from recft.train.rank_batches import RankBatches
+
+            self.builder = RankBatches(builder, distributed.rank, distributed.world_size)
         self.optimizers, self.settings, self.validator = optimizers, settings, validate
         self.on_epoch_start, self.save_callback = on_epoch_start, save
         self.metric = settings.early_stopping_metric if validate is not None else None
@@ -143,7 +158,7 @@ class _Run:
             tick = time.perf_counter()
             order_epoch = settings.epoch_offset + self.epoch
             for batch in builder.batches(order_epoch, settings.seed, self.step):
-                if len(batch) >= 2:  # in-batch softmax needs another row to contrast with
+                if self._trains(batch):
                     loss = self._train_step(batch.to(settings.device))
                     self.loss_sum += loss * len(batch)
                     self.examples += len(batch)
@@ -164,12 +179,23 @@ class _Run:
                 tqdm.write(self._summary())
             self.save()
 
+    def _trains(self, batch: Batch) -> bool:
+        """In-batch softmax needs another row to contrast with; every rank decides alike."""
+        if self.distributed is None:
+            return len(batch) >= 2
+        return self.builder.smallest_slice >= 2  # type: ignore[attr-defined]
+
     def _checkpoint_due(self) -> bool:
         if self.save_callback is None:
             return False
         every, seconds = self.settings.checkpoint_every, self.settings.checkpoint_seconds
-        return bool((every and self.step % every == 0)
-                    or (seconds and time.perf_counter() - self.last_save >= seconds))
+        if every and self.step % every == 0:
+            return True
+        late = bool(seconds) and time.perf_counter() - self.last_save >= seconds
+        if self.distributed is None:
+            return late
+        # clocks differ between ranks: look every 20 steps, and save if any rank is late
+        return self.step % 20 == 0 and self.distributed.any(late)
 
     def _train_step(self, batch: Batch) -> float:
         loss = self.objective(self.model, batch)
@@ -178,12 +204,18 @@ class _Run:
             raise TrainingError(f"degenerate loss {value} in {self.settings.name!r}, epoch "
                                 f"{self.epoch + 1}, step {self.step + 1}; lower the "
                                 "learning rates")
+        if self.distributed is not None:
+            # gradients are averaged over ranks: this makes them the global batch's
+            loss = loss * self.builder.loss_scale  # type: ignore[attr-defined]
         self.optimizers.zero_grad()
         loss.backward()  # fused embedding tables are updated here
         self.optimizers.step()
         return value
 
     def _end_epoch(self) -> None:
+        if self.distributed is not None:  # the epoch's loss and examples over all ranks
+            self.loss_sum, examples = self.distributed.sum([self.loss_sum, self.examples])
+            self.examples = int(examples)
         history = self.history
         history.loss.append(self.loss_sum / max(self.examples, 1))
         history.epoch_seconds.append(self.seconds)
@@ -215,7 +247,10 @@ class _Run:
     def _validate(self) -> dict[str, float]:
         assert self.validator is not None
         with self.optimizers.plain_tables(), torch.no_grad():
-            metrics = self.validator()
+            if self.distributed is None:
+                metrics = self.validator()
+            else:  # rank 0 validates; every rank takes the same early-stopping decision
+                metrics = self.distributed.on_main(self.validator)
         if self.metric is not None and self.metric not in metrics:
             raise TrainingError(f"early_stopping_metric {self.metric!r} is not among the "
                                 f"validation metrics {sorted(metrics)}")
@@ -238,8 +273,7 @@ class _Run:
     def save(self) -> None:
         if self.save_callback is None:
             return
-        with self.optimizers.plain_tables():
-            tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"model/{k}": v for k, v in self.optimizers.model_state().items()}
         optim_tensors, optim_meta = self.optimizers.state_tensors()
         tensors.update({f"optim/{k}": v for k, v in optim_tensors.items()})
         tensors.update({f"best/{k}": v for k, v in (self.best or {}).items()})
@@ -261,12 +295,11 @@ class _Run:
             # the optimizers must have the saved layout before their state is loaded
             for epoch in range(meta["epoch"] + (1 if meta["step"] else 0)):
                 self.on_epoch_start(epoch)
-        with self.optimizers.plain_tables():
-            try:
-                self.model.load_state_dict(split_prefix(tensors, "model/"))
-            except RuntimeError as error:
-                raise CheckpointError(f"saved training state does not fit the model: "
-                                      f"{error}") from None
+        try:
+            self.optimizers.load_model_state(split_prefix(tensors, "model/"))
+        except RuntimeError as error:
+            raise CheckpointError(f"saved training state does not fit the model: "
+                                  f"{error}") from None
         self.optimizers.load_state_tensors(split_prefix(tensors, "optim/"), meta["optimizers"])
         self.best = split_prefix(tensors, "best/") if meta["has_best"] else None
         set_rng_state(tensors, meta["rng"])

@@ -213,20 +213,26 @@ class Optimizers:
 
     def _track_scaling(self, fused: FusedTables, table: str, name: str, base: float) -> None:
         weight = fused.table_weight(table)
+        rates = self.row_rates(name, weight.shape[0], base)
+        if rates is None:
+            return  # every row steps at the collection's rate
+        self.scaled.append(_ScaledTable(fused, weight, fused.table_features[table], *rates))
+        self._touched.append([])
+
+    def row_rates(self, name: str, rows: int, base: float) -> tuple[int, float, float] | None:
+        """``(first new row, old rows' rate, new rows' rate)`` of table ``name`` relative to
+        its collection's rate ``base``, or None when every row steps at that rate."""
         if self.roles.is_pretrained(name):
             first_new = self.masked_rows.get(name, self.roles.first_new_rows.get(name))
             old_scale = 0.0 if name in self.masked_rows else self._scale(True)
         else:
             first_new, old_scale = 0, 1.0
         if first_new is None:  # a pretrained table that did not grow
-            first_new = weight.shape[0]
+            first_new = rows
         old_rows, new_rows = old_scale / base, 1.0 / base
-        if (first_new == 0 or old_rows == 1.0) and (first_new == weight.shape[0]
-                                                   or new_rows == 1.0):
-            return  # every row steps at the collection's rate
-        self.scaled.append(_ScaledTable(fused, weight, fused.table_features[table], first_new,
-                                        old_rows, new_rows))
-        self._touched.append([])
+        if (first_new == 0 or old_rows == 1.0) and (first_new == rows or new_rows == 1.0):
+            return None
+        return first_new, old_rows, new_rows
 
     # ------------------------------------------------------------------ stepping
     def _remember_rows(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
@@ -304,6 +310,17 @@ class Optimizers:
         """Bytes of optimizer state (moments, accumulators) held right now."""
         tensors, _ = self.state_tensors()
         return sum(t.numel() * t.element_size() for t in tensors.values())
+
+    # ------------------------------------------------------------------ model state
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The model's state dict under its plain names (resume state)."""
+        with self.plain_tables():
+            return dict(self.model.state_dict())
+
+    def load_model_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what ``model_state`` returned (RuntimeError if it does not fit)."""
+        with self.plain_tables():
+            self.model.load_state_dict(tensors)
 
     # ------------------------------------------------------------------ inference view
     @contextlib.contextmanager

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +28,9 @@ from recft.train.state import (
     save_training_state,
 )
 
+if TYPE_CHECKING:
+    from recft.train.distributed import Distributed
+
 # fields that may change between a run and its resumption without changing its result
 _RESUMABLE_CHANGES = {"epochs", "patience", "checkpoint_every", "checkpoint_seconds"}
 
@@ -40,6 +44,8 @@ def pretrain(
     resume_dir: str | Path | None = None,
     progress: bool = True,
     item_text: ItemTextVectors | None = None,
+    distributed: Distributed | None = None,
+    sharding: Mapping[str, str] | None = None,
 ) -> tuple[TwoTower, History]:
     """Train a ``TwoTower`` from scratch on ``interactions``.
 
@@ -57,6 +63,12 @@ def pretrain(
         resume_dir: folder for resumable state (created if needed).
         progress: show a progress bar with the loss and examples/s.
         item_text: the catalog's text vectors, for a config with a text path.
+        distributed: run as one rank of a torchrun job (``recft.train.distributed``): the
+            tables are sharded by torchrec's DMP and each rank trains on its slice of a
+            global batch of ``world_size * batch_size`` examples (in-batch negatives are
+            per rank); the resume state is sharded (``recft.train.sharded_state``).
+        sharding: table -> ``table_wise | row_wise | column_wise | data_parallel`` (the
+            others: torchrec's planner); only with ``distributed``.
 
     Returns:
         The trained model (eval mode, plain torchrec collections) and its ``History``.
@@ -72,14 +84,24 @@ def pretrain(
     ).to(settings.device)
     if settings.item_init == "cooccurrence":  # before Optimizers copies rows into fused tables
         initialise_item_rows(model, interactions)
+    world_size = distributed.world_size if distributed is not None else 1
     builder = BatchBuilder.for_model(
-        model, interactions, batch_size=settings.batch_size,
+        model, interactions, batch_size=settings.batch_size * world_size,
         num_negatives=settings.num_negatives, logq_correction=settings.logq_correction,
         user_id_dropout=settings.user_id_dropout, history_dropout=settings.history_dropout,
     )
-    optimizers = Optimizers(model, OptimizerSettings(
+    optimizer_settings = OptimizerSettings(
         settings.embedding_optimizer, settings.embedding_lr, settings.dense_optimizer,
-        settings.lr, settings.weight_decay))
+        settings.lr, settings.weight_decay)
+    if distributed is None:
+        optimizers = Optimizers(model, optimizer_settings)
+    else:
+        from recft.train.sharded_optimizers import ShardedOptimizers
+
+        optimizers = ShardedOptimizers(model, optimizer_settings, context=distributed,
+                                       sharding=sharding)
+        distributed.seed_rank(settings.seed)
+        progress = progress and distributed.is_main
     fit_settings = FitSettings(
         name="pretrain", epochs=settings.epochs, seed=settings.seed,
         early_stopping_metric=settings.early_stopping_metric, patience=settings.patience,
@@ -89,7 +111,12 @@ def pretrain(
     if valid is not None:
         validate = _validator(model, valid, interactions, settings.early_stopping_metric)
     start, save = None, None
-    if resume_dir is not None:
+    if resume_dir is not None and distributed is not None:
+        from recft.train.sharded_state import sharded_resume
+
+        start, save = sharded_resume(resume_dir, distributed, optimizers,
+                                     _identity(model, settings, interactions))
+    elif resume_dir is not None:
         identity = _identity(model, settings, interactions)
         start = _load_state(resume_dir, identity)
 
@@ -98,7 +125,7 @@ def pretrain(
                                                             "loop": state.meta})
     objective = RetrievalObjective(settings.loss, settings.temperature or model.config.temperature)
     history = fit(model, builder, objective, optimizers, fit_settings, validate=validate,
-                  start=start, save=save, progress=progress)
+                  start=start, save=save, progress=progress, distributed=distributed)
     return model.eval(), history
 
 

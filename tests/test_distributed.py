@@ -1,0 +1,189 @@
+"""Scale-out: torchrec DistributedModelParallel over gloo, 2 processes on 127.0.0.1.
+
+The ranks run ``tests/distributed_cases.py`` with the environment torchrun sets
+(``run_ranks``), a few cases per job since starting a job (importing torch and torchrec
+twice) costs more than the cases; the CLI tests go through ``recft ... --nproc 2``, i.e.
+torchrun's own launcher. Data: the tiny synthetic source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recft.cli.launch import worker_argv
+from recft.train.rank_batches import rank_slice
+
+TESTS = Path(__file__).parent
+WORLD = 2
+# float32 sums in another order (two half batches, then an average): Adam's first steps
+# divide by sqrt(v) and turn 1e-7 relative gradient noise into up to ~1e-5 on weights that
+# moved by 1e-2 or more (measured worst: 7.4e-6)
+STEP_TOLERANCE = 5e-5
+SHARDING_TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_ranks(case: str, out: Path, arg: str = "", world: int = WORLD,
+              timeout: float = 300) -> list[dict]:
+    """Run ``distributed_cases.py CASE OUT ARG`` as ``world`` ranks; each rank's result."""
+    out.mkdir(parents=True, exist_ok=True)
+    port = str(free_port())
+    processes = []
+    log = tempfile.TemporaryFile("w+")  # the ranks' stderr, shown when one fails
+    for rank in range(world):
+        environment = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                       "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+        processes.append(subprocess.Popen(
+            [sys.executable, str(TESTS / "distributed_cases.py"), case, str(out), arg],
+            env=environment, stdout=subprocess.DEVNULL, stderr=log, text=True))
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in processes):
+        # a rank that failed leaves the others waiting in a collective: stop them, as
+        # torchrun's agent does
+        if any(p.returncode not in (None, 0) for p in processes) or time.monotonic() > deadline:
+            for process in processes:
+                process.kill()
+        time.sleep(0.2)
+    failed = [f"rank {rank}: exit {p.returncode}" for rank, p in enumerate(processes)
+              if p.returncode != 0]
+    log.seek(0)
+    assert not failed, f"{failed}\n{log.read()[-4000:]}"
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def single_checkpoint(tmp_path_factory):
+    """A checkpoint written by one process (untrained tiny model) and its model."""
+    sys.path.insert(0, str(TESTS))
+    from distributed_cases import fresh_model, tiny_train
+
+    model = fresh_model(tiny_train().train)
+    path = tmp_path_factory.mktemp("single") / "checkpoint"
+    model.save_pretrained(path, training={})
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def mechanics(tmp_path_factory, single_checkpoint):
+    return run_ranks("mechanics", tmp_path_factory.mktemp("mechanics"),
+                     str(single_checkpoint[0]))
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    out = tmp_path_factory.mktemp("training")
+    return out, run_ranks("training", out)
+
+
+def test_rank_slices_cover_the_batch_in_order():
+    for size in (1, 7, 64, 65):
+        slices = [rank_slice(size, r, 3) for r in range(3)]
+        assert slices[0][0] == 0 and slices[-1][1] == size
+        assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+        assert max(b - a for a, b in slices) - min(b - a for a, b in slices) <= 1
+
+
+@pytest.mark.parametrize("kind", SHARDING_TYPES)
+def test_sharded_forward_equals_unsharded(mechanics, kind):
+    """Users, positives and extra negatives of each rank's slice, every table sharded
+    ``kind``, against the unsharded model with the same weights."""
+    for rank, found in enumerate(mechanics):
+        assert found["forward"][f"{kind}/plan"] == [kind]  # the plan did what was asked
+        assert found["forward"][kind] < 1e-6, (rank, found["forward"][kind])
+
+
+@pytest.mark.parametrize("plan", ["mixed", "table_wise"])
+def test_steps_match_one_process_with_per_rank_negatives(mechanics, plan):
+    """Five steps on 2 ranks (global batch 64) equal one process on the same global
+    batches whose in-batch softmax runs over each rank's block: the documented meaning of
+    per-rank negatives. ``mixed``: row-wise, column-wise and data-parallel tables."""
+    for found in mechanics:
+        steps = found[f"steps/{plan}"]
+        assert steps["steps"] == 5
+        assert max(steps["moved"].values()) > 1e-2  # the steps did move the weights
+        worst = max(steps["diffs"], key=steps["diffs"].get)
+        assert steps["diffs"][worst] < STEP_TOLERANCE, (worst, steps["diffs"][worst])
+
+
+def test_single_process_checkpoint_loads_sharded_and_trains_on(mechanics, single_checkpoint):
+    _, model = single_checkpoint
+    sys.path.insert(0, str(TESTS))
+    from distributed_cases import tiny_train
+
+    expected = model.score_users(np.arange(20), tiny_train().train)
+    for found in mechanics:
+        continued = found["continue"]
+        assert continued["loaded"] == 0.0  # every table and layer loaded exactly
+        assert torch.allclose(torch.tensor(continued["scores_before"]), expected)
+        assert continued["moved"] > 1e-3 and continued["finite"]
+
+
+def test_sharded_pretrain_ends_with_one_model_on_every_rank(training):
+    out, results = training
+    weights = [load_file(str(out / f"whole.rank{r}.safetensors")) for r in range(WORLD)]
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    assert results[0]["whole_loss"] == results[1]["whole_loss"]  # the job's statistics
+    sys.path.insert(0, str(TESTS))
+    from distributed_cases import tiny_train
+
+    # both epochs, every example once per epoch, counted over both ranks
+    assert results[0]["examples"] == 2 * len(tiny_train().train)
+
+
+def test_sharded_run_writes_the_single_process_checkpoint(training):
+    from recft.models.checkpoint import load_pretrained
+
+    out, _ = training
+    gathered = load_file(str(out / "whole.rank0.safetensors"))
+    single = load_pretrained(out / "checkpoint").state_dict()
+    assert single.keys() == gathered.keys()
+    for name, value in gathered.items():
+        assert torch.equal(single[name], value), name
+
+
+def test_sharded_resume_ends_with_the_weights_of_an_uninterrupted_run(training):
+    out, results = training
+    saved = results[0]["saved"]
+    assert "state/checksums.json" in saved and "state/dcp/.metadata" in saved  # DCP, sharded
+    assert sum(name.startswith("state/dcp/") and name.endswith(".distcp") for name in saved) == 2
+    for found in results:
+        assert found["resumed_loss"][:1] == found["first_loss"]  # epoch 1 came from the state
+    for rank in range(WORLD):
+        whole = load_file(str(out / f"whole.rank{rank}.safetensors"))
+        resumed = load_file(str(out / f"resumed.rank{rank}.safetensors"))
+        for name in whole:
+            assert torch.equal(whole[name], resumed[name]), name
+
+
+def test_worker_command_line_drops_the_launcher_flags():
+    from recft.cli import build_parser
+
+    args = build_parser().parse_args([
+        "pretrain", "--dataset", "synthetic:tiny", "--out", "x", "--nproc", "2", "--port",
+        "1234", "--epochs", "3", "--sharding", "item_id=row_wise", "--quiet"])
+    argv = worker_argv(args)
+    assert argv[0] == "pretrain"
+    assert "--nproc" not in argv and "--port" not in argv
+    assert argv[argv.index("--epochs") + 1] == "3"
+    assert argv[argv.index("--sharding") + 1] == "item_id=row_wise"
+    assert "--quiet" in argv and argv[argv.index("--out") + 1] == "x"
