@@ -8,6 +8,7 @@ torchrun's own launcher. Data: the tiny synthetic source.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -187,3 +188,104 @@ def test_worker_command_line_drops_the_launcher_flags():
     assert argv[argv.index("--epochs") + 1] == "3"
     assert argv[argv.index("--sharding") + 1] == "item_id=row_wise"
     assert "--quiet" in argv and argv[argv.index("--out") + 1] == "x"
+
+
+# ---------------------------------------------------------------------------- the command
+RECFT = [sys.executable, "-m", "recft"]
+
+
+def recft_pretrain(out: Path, *flags: str) -> list[str]:
+    return [*RECFT, "pretrain", "--dataset", "synthetic:tiny", "--embedding-dim", "16",
+            "--out", str(out), *flags]
+
+
+def test_recft_pretrain_nproc_2_writes_a_checkpoint_with_its_plan(tmp_path):
+    out = tmp_path / "base"
+    result = subprocess.run(
+        recft_pretrain(out, "--epochs", "1", "--nproc", "2", "--sharding",
+                       "item_id=row_wise,user_id=table_wise"),
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)  # the JSON result alone on stdout, printed once
+    assert summary["checkpoint"] == str(out)
+    assert "sharding plan" in result.stderr and "row_wise" in result.stderr
+    record = json.loads((out / "training.json").read_text())["distributed"]
+    assert record["world_size"] == 2
+    assert record["sharding"]["item_id"]["sharding"] == "row_wise"
+    assert record["sharding"]["user_id"]["sharding"] == "table_wise"
+    assert not out.with_name("base.resume").exists()  # superseded by the checkpoint
+    from recft.models.checkpoint import load_pretrained
+
+    assert load_pretrained(out).config.embedding_dim == 16
+
+
+def test_more_processes_than_cores_is_a_one_line_error(tmp_path, capsys):
+    from recft.cli import main
+
+    assert main(["pretrain", "--dataset", "synthetic:tiny", "--out", str(tmp_path / "x"),
+                 "--nproc", "4096"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("recft: error: --nproc 4096") and "cores" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path, capsys):
+    from recft.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["pretrain", "--dataset", "synthetic:tiny", "--out", str(tmp_path / "x"),
+                     "--nproc", "2", "--port", str(port)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("recft: error:") and f"127.0.0.1:{port} is in use" in err
+
+
+def test_sharding_without_processes_and_unknown_tables_are_refused(tmp_path, capsys):
+    from recft.cli import main
+    from recft.config import ConfigError
+    from recft.train.sharding import parse_sharding
+
+    assert main(["pretrain", "--dataset", "synthetic:tiny", "--out", str(tmp_path / "x"),
+                 "--sharding", "item_id=row_wise"]) == 2
+    assert "--sharding applies to sharded runs" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="entry 2 'user_id' is not TABLE=TYPE"):
+        parse_sharding("item_id=row_wise,user_id")
+    with pytest.raises(ConfigError, match="'diagonal' for table 'item_id' is not one of"):
+        parse_sharding("item_id=diagonal")
+
+
+def test_a_rank_that_dies_stops_the_others_and_nothing_is_written(tmp_path):
+    """SIGKILL rank 1 mid-training: the command ends within seconds with one line naming
+    the dead rank, no rank is left running, and no checkpoint appears."""
+    import psutil
+
+    out = tmp_path / "base"
+    command = subprocess.Popen(
+        recft_pretrain(out, "--epochs", "200", "--patience", "200", "--quiet", "--nproc", "2"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    launcher = psutil.Process(command.pid)
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for child in launcher.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.environ().get("RANK") == "1" and out.with_name("base.resume").exists():
+                    victim = child
+        time.sleep(0.5)
+    assert victim is not None, "rank 1 never started training"
+    workers = [c for c in launcher.children(recursive=True) if c.pid != victim.pid]
+    time.sleep(1.0)
+    victim.kill()
+    killed = time.monotonic()
+    _, err = command.communicate(timeout=60)
+    assert time.monotonic() - killed < 30  # the others were stopped, not left waiting
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("recft: error: rank 1 of 2 died (signal SIGKILL)")
+    assert command.returncode == 1
+    assert not out.exists()
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)

@@ -182,9 +182,9 @@ class ShardedTables:
         value = part.state_dict()[f"embedding_bags.{table}.weight"]
         if not isinstance(value, ShardedTensor):
             return value.detach().clone()
-        full = torch.empty(tuple(value.size()), dtype=value.dtype)
         with warnings.catch_warnings():  # torchrec 1.8's EBC state is ShardedTensor-based
             warnings.filterwarnings("ignore", "Please use DTensor", FutureWarning)
+            full = torch.empty(tuple(value.size()), dtype=value.dtype)
             value.gather(dst=0, out=full if self.context.is_main else None)
         dist.broadcast(full, src=0, group=self.context.group)
         return full
