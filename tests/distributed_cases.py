@@ -103,15 +103,35 @@ def blockwise_softmax(world_size: int):
     return objective
 
 
-def case_steps(context: Distributed, out: Path, plan: str) -> dict:
+ITEM_TABLE = "item_ebc.embedding_bags.item_id.weight"
+NEW_ITEMS = 50  # the last rows of the item table play rows appended for new ids
+
+
+def row_roles(model: TwoTower, rates: str) -> dict:
+    """``Optimizers`` options giving the last item rows another rate than the others:
+    ``scaled``: pretrained rows at 0.25x (new rows at the full rate), ``masked``:
+    pretrained rows fixed (``train_only_new_rows``)."""
+    from recft.models.roles import ParameterRoles
+
+    if not rates:
+        return {}
+    first_new = model.config.num_items - NEW_ITEMS
+    roles = ParameterRoles.of(model).with_new_rows({ITEM_TABLE: first_new})
+    if rates == "scaled":
+        return {"roles": roles}
+    return {"roles": roles, "masked_rows": {ITEM_TABLE: first_new}}
+
+
+def case_steps(context: Distributed, out: Path, plan: str, rates: str = "") -> dict:
     """A few sharded steps vs one process on the same global batch whose in-batch
-    negatives are the per-rank blocks."""
+    negatives are the per-rank blocks (``rates``: see ``row_roles``)."""
     train = tiny_train().train
     choices = MIXED if plan == "mixed" else all_tables(plan)
     reference, model = fresh_model(train), fresh_model(train)
-    settings = OptimizerSettings()
-    ref_optimizers = Optimizers(reference, settings)
-    optimizers = ShardedOptimizers(model, settings, context=context, sharding=choices)
+    settings = OptimizerSettings(pretrained_lr_scale=0.25 if rates == "scaled" else 1.0)
+    ref_optimizers = Optimizers(reference, settings, **row_roles(reference, rates))
+    optimizers = ShardedOptimizers(model, settings, context=context, sharding=choices,
+                                   **row_roles(model, rates))
     global_builder = BatchBuilder.for_model(reference, train, batch_size=64)
     ranks = RankBatches(BatchBuilder.for_model(model, train, batch_size=64), context.rank,
                         context.world_size)
@@ -129,9 +149,16 @@ def case_steps(context: Distributed, out: Path, plan: str) -> dict:
         if ranks.smallest_slice < 2 or optimizers.steps == 5:
             break
     expected = gathered(ref_optimizers, reference)
-    diffs = max_diffs(gathered(optimizers, model), expected)
-    moved = max_diffs(expected, fresh_model(train).state_dict())
-    return {"diffs": diffs, "moved": moved, "steps": optimizers.steps}
+    final = gathered(optimizers, model)
+    diffs = max_diffs(final, expected)
+    start = fresh_model(train).state_dict()
+    moved = max_diffs(expected, start)
+    first_new = model.config.num_items - NEW_ITEMS
+    rows = {"old_rows_moved": float((final[ITEM_TABLE][:first_new]
+                                     - start[ITEM_TABLE][:first_new]).abs().max()),
+            "new_rows_moved": float((final[ITEM_TABLE][first_new:]
+                                     - start[ITEM_TABLE][first_new:]).abs().max())}
+    return {"diffs": diffs, "moved": moved, "steps": optimizers.steps, **rows}
 
 
 def sharded_pretrain(context: Distributed, out: Path, label: str, epochs: int,
@@ -166,7 +193,32 @@ def case_mechanics(context: Distributed, out: Path, checkpoint: str) -> dict:
     return {"forward": case_forward(context, out, ""),
             "steps/mixed": case_steps(context, out, "mixed"),
             "steps/table_wise": case_steps(context, out, "table_wise"),
-            "continue": case_continue(context, out, checkpoint)}
+            "steps/scaled": case_steps(context, out, "mixed", "scaled"),
+            "steps/masked": case_steps(context, out, "mixed", "masked"),
+            "continue": case_continue(context, out, checkpoint),
+            "frozen": case_frozen_stage(context, out, checkpoint)}
+
+
+def case_frozen_stage(context: Distributed, out: Path, checkpoint: str) -> dict:
+    """finetune()'s frozen stage, sharded: the (grown) tables end bit-for-bit as aligned."""
+    from recft.finetune import Recipe, finetune
+    from recft.finetune.vocab_transfer import align_vocabulary
+    from recft.models.checkpoint import load_pretrained
+
+    target = split(synthetic("movies", size="tiny", seed=0).target, "random:0.8,0.1,0.1",
+                   seed=0)
+    recipe = Recipe.frozen_only(epochs=1)
+    grown = load_pretrained(checkpoint)
+    align_vocabulary(grown, target.train, init=recipe.new_id_init, seed=recipe.seed,
+                     user_init=recipe.new_user_init)
+    result = finetune(load_pretrained(checkpoint), target.train, recipe, valid=target.valid,
+                      progress=False, distributed=context, sharding=MIXED)
+    tuned = result.model.state_dict()
+    tables = {k: v for k, v in grown.state_dict().items() if ".embedding_bags." in k}
+    heads = [k for k in tuned if k.startswith("heads.")]
+    return {"tables_moved": max_diffs({k: tuned[k] for k in tables}, tables),
+            "heads": len(heads), "examples": result.examples_seen,
+            "plan": sorted({e["sharding"] for e in context.plan.values()})}
 
 
 def case_continue(context: Distributed, out: Path, checkpoint: str) -> dict:

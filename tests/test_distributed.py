@@ -125,6 +125,28 @@ def test_steps_match_one_process_with_per_rank_negatives(mechanics, plan):
         assert steps["diffs"][worst] < STEP_TOLERANCE, (worst, steps["diffs"][worst])
 
 
+def test_per_row_rates_work_on_sharded_tables(mechanics):
+    """Pretrained rows at 0.25x the rate of rows appended for new ids (rescaled on the
+    shards that own them) match one process; with ``train_only_new_rows`` the pretrained
+    rows stay bit-for-bit while new rows train."""
+    for found in mechanics:
+        scaled, masked = found["steps/scaled"], found["steps/masked"]
+        worst = max(scaled["diffs"], key=scaled["diffs"].get)
+        assert scaled["diffs"][worst] < STEP_TOLERANCE, (worst, scaled["diffs"][worst])
+        assert scaled["old_rows_moved"] > 0 and scaled["new_rows_moved"] > 0
+        worst = max(masked["diffs"], key=masked["diffs"].get)
+        assert masked["diffs"][worst] < STEP_TOLERANCE, (worst, masked["diffs"][worst])
+        assert masked["old_rows_moved"] == 0.0 and masked["new_rows_moved"] > 1e-3
+
+
+def test_frozen_stage_leaves_sharded_tables_bit_for_bit(mechanics):
+    for found in mechanics:
+        frozen = found["frozen"]
+        assert frozen["examples"] > 0 and frozen["heads"] > 0  # the new parts did train
+        assert frozen["plan"] == ["column_wise", "data_parallel", "row_wise"]  # sharded
+        assert all(moved == 0.0 for moved in frozen["tables_moved"].values()), frozen
+
+
 def test_single_process_checkpoint_loads_sharded_and_trains_on(mechanics, single_checkpoint):
     _, model = single_checkpoint
     sys.path.insert(0, str(TESTS))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
+from recft.cli.launch import add_launch_args, dispatch
 from recft.locks import locks_outputs
 
 PRESETS = ("default", "frozen-only", "adapters")
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--preset", choices=PRESETS, default="default",
                       help="recipe preset when no --recipe is given (default: frozen -> full)")
     tune.add_argument("--out", required=True, metavar="DIR", help="fine-tuned checkpoint to write")
-    tune.set_defaults(handler=_finetune, json_stdout=True)  # the JSON summary is all of stdout
+    add_launch_args(tune)
+    tune.set_defaults(handler=_run_finetune, json_stdout=True)  # the JSON summary is all of stdout
 
     compare = subparsers.add_parser(
         "compare",
@@ -78,14 +80,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.set_defaults(handler=_compare, seed=None)
 
 
-@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume
+def _run_finetune(args: argparse.Namespace) -> int:
+    return dispatch(args, _finetune_locked, _finetune)  # --nproc / torchrun: sharded (launch.py)
+
+
+@locks_outputs("out", resume=True)  # one writer per --out and <out>.resume (rank 0's)
+def _finetune_locked(args: argparse.Namespace) -> int:
+    return _finetune(args)
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.evaluate import evaluate
     from recft.finetune import finetune
     from recft.models.checkpoint import load_pretrained
     from recft.run_record import training_record
+    from recft.train.sharding import parse_sharding
 
+    context = args.distributed
     started = time.time()
     recipe = _recipe(args)
     model = load_pretrained(args.checkpoint)
@@ -96,11 +108,17 @@ def _finetune(args: argparse.Namespace) -> int:
     resume_dir = out.with_name(out.name + ".resume")
     result = finetune(model, parts.train, recipe, valid=parts.valid,
                       valid_history=parts.known("valid"), base=args.checkpoint,
-                      progress=not args.quiet, verbose=not args.quiet, resume_dir=resume_dir)
+                      progress=not args.quiet, verbose=not args.quiet,
+                      # sharded fine-tuning does not resume yet (README, Scale-out)
+                      resume_dir=resume_dir if context is None else None,
+                      distributed=context, sharding=parse_sharding(args.sharding))
+    if context is not None and not context.is_main:
+        return 0  # rank 0 evaluates and writes the (gathered, portable) checkpoint
     known = parts.known("test")
     metrics = evaluate(result.scorer(), parts.test, exclude=known, history=known, segments=True)
+    extra = {} if context is None else {"distributed": context.record()}
     training = training_record(args.dataset, parts, metrics, finetune=result.to_dict(),
-                               wall_time_s=round(time.time() - started, 2))
+                               wall_time_s=round(time.time() - started, 2), **extra)
     result.save(args.out, training=training)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the checkpoint supersedes the resume state
     alignment = result.alignment.to_dict()

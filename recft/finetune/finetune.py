@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from recft.config import ConfigError
 from recft.data.interactions import Interactions
 from recft.errors import DataError
 from recft.finetune.recipe import Recipe
@@ -23,6 +25,9 @@ from recft.models.finetuned import attach_heads
 from recft.models.roles import ParameterRoles
 from recft.train.batches import BatchBuilder
 from recft.train.history import History
+
+if TYPE_CHECKING:
+    from recft.train.distributed import Distributed
 
 
 @dataclass
@@ -101,7 +106,9 @@ class FineTuneResult:
 def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None,
              valid: Interactions | None = None, *, valid_history: Interactions | None = None,
              base: str | Path | None = None, progress: bool = True,
-             verbose: bool = False, resume_dir: str | Path | None = None) -> FineTuneResult:
+             verbose: bool = False, resume_dir: str | Path | None = None,
+             distributed: Distributed | None = None,
+             sharding: Mapping[str, str] | None = None) -> FineTuneResult:
     """Fine-tune a pretrained model on a target domain, following ``recipe``.
 
     1. The target's raw ids are aligned with the model's vocabularies; tables grow for
@@ -124,6 +131,11 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
             every stage. A rerun with the same folder (and the same freshly loaded base,
             recipe and data) skips what was done and ends with bit-identical weights and
             the same histories; other inputs raise ``CheckpointError``.
+        distributed: run as one rank of a torchrun job: every stage's tables are sharded by
+            torchrec's DMP (``sharding``: table -> type, as for ``pretrain``), each rank
+            trains on its slice of global batches ``world_size`` times the recipe's batch
+            size; every rank ends with the whole fine-tuned model. Not resumable yet:
+            ``resume_dir`` is refused.
 
     Returns:
         A FineTuneResult; ``result.scorer()`` evaluates in target ids.
@@ -136,6 +148,9 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
         result.save("runs/finetuned")
     """
     recipe = recipe or Recipe.default()
+    if distributed is not None and resume_dir is not None:
+        raise ConfigError("sharded fine-tuning is not resumable yet: pass resume_dir=None "
+                          "(recft finetune --nproc does)")
     resume = None
     if resume_dir is not None:  # fingerprint the base before it is modified below
         resume = FinetuneResume(resume_dir, fingerprint(model, recipe, train, valid, base))
@@ -150,8 +165,9 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
                               roles=roles) if recipe.use_adapters else []
     # ids are aligned once, here: training and validation run in model rows
     target = alignment.remap(train).replace(weights=example_weights(train, recipe))
-    builder = BatchBuilder.for_model(
-        model, target, batch_size=effective_batch_size(len(target), recipe),
+    world = distributed.world_size if distributed is not None else 1
+    builder = BatchBuilder.for_model(  # a global batch of world x what a rank trains on
+        model, target, batch_size=world * effective_batch_size(-(-len(target) // world), recipe),
         num_negatives=recipe.num_negatives, logq_correction=recipe.logq_correction,
         user_id_dropout=recipe.user_id_dropout,
     )
@@ -179,7 +195,9 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
 
         histories.append(run_stage(model, stage, builder, objective, roles, seed=recipe.seed,
                                    epoch_offset=offset, validate=validate, progress=progress,
-                                   verbose=verbose, start=start, save=save))
+                                   verbose=verbose and (distributed is None or distributed.is_main),
+                                   start=start, save=save, distributed=distributed,
+                                   sharding=sharding))
         offset += stage.epochs
         if resume is not None:
             resume.save_between(model, histories)  # the stage's end, best weights restored

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from recft.train.fit import FitSettings, LoopState, fit
 from recft.train.history import History
 from recft.train.objectives import retrieval_loss
 from recft.train.optimizers import OptimizerSettings, Optimizers
+
+if TYPE_CHECKING:
+    from recft.train.distributed import Distributed
 
 Validator = Callable[[], dict[str, float]]
 
@@ -67,7 +71,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
               roles: ParameterRoles, *, seed: int, epoch_offset: int = 0,
               validate: Validator | None = None, progress: bool = True, verbose: bool = False,
               start: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
-              device: str = "cpu") -> History:
+              device: str = "cpu", distributed: Distributed | None = None,
+              sharding: Mapping[str, str] | None = None) -> History:
     """Train ``model`` for one stage (in place) on ``fit`` and return its history.
 
     Frozen parameters get no gradient and no optimizer state (``set_trainable``); trainable
@@ -83,6 +88,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
         roles: which parameters (and table rows) are pretrained.
         epoch_offset: added to the epoch index for batch order, so stages differ.
         start / save: resumable state, as in ``fit``.
+        distributed / sharding: run as one rank of a torchrun job, tables sharded by DMP
+            (``recft.train.sharded_optimizers``); ``builder`` makes the global batches.
     """
     options = {"freeze_tower_layers": stage.freeze_tower_layers,
                "train_only_new_rows": stage.train_only_new_rows}
@@ -92,11 +99,22 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
     active = set(groups[0])
     report = set_trainable(model, active, roles, verbose=verbose, **options)
     widest = {"report": report, "released": 1}
-    optimizers = Optimizers(model, OptimizerSettings(
+    optimizer_settings = OptimizerSettings(
         embedding_optimizer="rowwise_adagrad", embedding_lr=stage.embedding_learning_rate,
         dense_optimizer="adamw", dense_lr=stage.learning_rate, weight_decay=stage.weight_decay,
         pretrained_lr_scale=stage.pretrained_lr_scale, warmup_steps=stage.warmup_steps,
-    ), trainable=report.trainable_names, roles=roles, masked_rows=report.masked_rows)
+    )
+    if distributed is None:
+        optimizers = Optimizers(model, optimizer_settings, trainable=report.trainable_names,
+                                roles=roles, masked_rows=report.masked_rows)
+    else:
+        from recft.train.sharded_optimizers import ShardedOptimizers
+
+        optimizers = ShardedOptimizers(model, optimizer_settings, context=distributed,
+                                       sharding=sharding, trainable=report.trainable_names,
+                                       roles=roles, masked_rows=report.masked_rows)
+        distributed.seed_rank(seed + epoch_offset)
+        progress = progress and distributed.is_main
 
     def widen(epoch: int) -> int:
         every, released = stage.gradual_unfreeze_every, widest["released"]
@@ -117,7 +135,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
         restore_best=stage.restore_best, start_is_candidate=metric is not None, device=device,
     )
     history = fit(model, builder, objective, optimizers, settings, validate=validate,
-                  on_epoch_start=widen, start=start, save=save, progress=progress)
+                  on_epoch_start=widen, start=start, save=save, progress=progress,
+                  distributed=distributed)
     final = widest["report"]
     history.trainable_parameters = final.trainable_parameters
     history.total_parameters = final.total_parameters
