@@ -279,6 +279,7 @@ def test_sharding_without_processes_and_unknown_tables_are_refused(tmp_path, cap
         parse_sharding("item_id=diagonal")
 
 
+@pytest.mark.slow  # ~25 s: a launch, a kill and the wind-down
 def test_a_rank_that_dies_stops_the_others_and_nothing_is_written(tmp_path):
     """SIGKILL rank 1 mid-training: the command ends within seconds with one line naming
     the dead rank, no rank is left running, and no checkpoint appears."""

@@ -66,7 +66,9 @@ class Distributed:
         """Join the process group torchrun described in the environment.
 
         Args:
-            backend: ``gloo`` (CPU, default without CUDA) or ``nccl``.
+            backend: default ``gloo``: recft's sharded training runs its tables and towers
+                on CPU (``nccl`` needs the GPU device plumbing README 'Scale-out' lists as
+                not done).
             timeout_s: how long a collective waits for a peer ($RECFT_DIST_TIMEOUT, else 300).
         """
         missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -74,7 +76,7 @@ class Distributed:
         if missing:
             raise DistributedError(f"not started by torchrun: {', '.join(missing)} unset; run "
                                    "`torchrun --nproc-per-node N -m recft ...` or pass --nproc N")
-        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        backend = backend or "gloo"
         timeout = timeout_s if timeout_s is not None else float(
             os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
         if not dist.is_initialized():

@@ -11,8 +11,9 @@ table (``item_id`` and ``item_history``) when its collection mixes sharding type
 (measured: ``item_history`` 4e-2 off with a table-wise ``item_id`` beside a row-wise
 feature table; weights 0.13 off one process after 5 steps with row-wise ``item_id`` and
 ``year`` around a data-parallel ``genres``), where one table per collection matches one
-process to 1e-5 in every combination (tests/test_distributed.py). Data-parallel tables are replicated dense parameters: their
-gradients are averaged by torchrec and ``Optimizers`` steps them with row-wise Adagrad.
+process to 1e-5 in every combination (tests/test_distributed.py). Data-parallel tables
+are replicated dense parameters: their gradients are averaged by torchrec and
+``ShardedOptimizers`` steps them with row-wise Adagrad.
 
 The sharded model keeps the plain model's parameter names for its state (``state()``),
 so a single-process state loads into a sharded run and a sharded one gathers into the
