@@ -167,7 +167,7 @@ def sharded_pretrain(context: Distributed, out: Path, label: str, epochs: int,
     parts = tiny_train()
     config = TwoTowerConfig.for_data(parts.train, embedding_dim=16)
     model, history = pretrain(parts.train, config, pretrain_config=PretrainConfig(
-        epochs=epochs, batch_size=32, seed=0), resume_dir=resume_dir, progress=False,
+        epochs=epochs, batch_size=64, seed=0), resume_dir=resume_dir, progress=False,
         distributed=context, sharding=MIXED)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(out / f"{label}.rank{context.rank}.safetensors"))
@@ -196,7 +196,21 @@ def case_mechanics(context: Distributed, out: Path, checkpoint: str) -> dict:
             "steps/scaled": case_steps(context, out, "mixed", "scaled"),
             "steps/masked": case_steps(context, out, "mixed", "masked"),
             "continue": case_continue(context, out, checkpoint),
-            "frozen": case_frozen_stage(context, out, checkpoint)}
+            "frozen": case_frozen_stage(context, out, checkpoint),
+            "validation": case_validation(context)}
+
+
+def case_validation(context: Distributed) -> dict:
+    """Validation split over the ranks vs ``evaluate`` in one process, same model."""
+    from recft.evaluate import evaluate
+    from recft.train.rank_evaluation import evaluate_over_ranks
+
+    parts = tiny_train()
+    model = fresh_model(parts.train)
+    options = {"exclude": parts.train, "ks": (5, 10), "metrics": ["ndcg", "recall", "mrr"]}
+    single = evaluate(model, parts.valid, **options)
+    split = evaluate_over_ranks(model, parts.valid, context, **options)
+    return {"single": {k: single[k] for k in split}, "split": split}
 
 
 def case_frozen_stage(context: Distributed, out: Path, checkpoint: str) -> dict:

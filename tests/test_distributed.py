@@ -147,6 +147,16 @@ def test_frozen_stage_leaves_sharded_tables_bit_for_bit(mechanics):
         assert all(moved == 0.0 for moved in frozen["tables_moved"].values()), frozen
 
 
+def test_validation_split_over_ranks_equals_one_process(mechanics):
+    for found in mechanics:
+        single, split = found["validation"]["single"], found["validation"]["split"]
+        assert set(split) == {f"{m}@{k}" for m in ("ndcg", "recall", "mrr") for k in (5, 10)}
+        assert split["ndcg@10"] > 0
+        for key, value in single.items():
+            assert abs(split[key] - value) < 1e-9, (key, split[key], value)
+    assert mechanics[0]["validation"]["split"] == mechanics[1]["validation"]["split"]
+
+
 def test_single_process_checkpoint_loads_sharded_and_trains_on(mechanics, single_checkpoint):
     _, model = single_checkpoint
     sys.path.insert(0, str(TESTS))

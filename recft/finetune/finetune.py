@@ -177,7 +177,7 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
     if valid is not None and len(valid):
         known = valid_history if valid_history is not None else train
         validate = _validator(CatalogMask(model, alignment.item_rows), valid, known,
-                              alignment, recipe)
+                              alignment, recipe, distributed)
     # the steps above are deterministic, so a resumed run redoes them on the fresh base and
     # then loads the saved weights (and RNG states) over the result
     point = resume.load(model) if resume is not None else None
@@ -254,7 +254,8 @@ def _head_specs(recipe: Recipe, train: Interactions) -> dict[str, dict[str, Any]
 
 
 def _validator(scorer: CatalogMask, valid: Interactions, history: Interactions,
-               alignment: VocabAlignment, recipe: Recipe):
+               alignment: VocabAlignment, recipe: Recipe,
+               distributed: Distributed | None = None):
     """Per-epoch full-ranking metrics on (a seeded sample of) the valid users, in model rows
     (remapped once here) over the target's catalog."""
     from recft.evaluate import evaluate
@@ -269,6 +270,11 @@ def _validator(scorer: CatalogMask, valid: Interactions, history: Interactions,
                  if s.early_stopping_metric} or {10})
 
     def validate() -> dict[str, float]:
+        if distributed is not None:  # the users split over the ranks
+            from recft.train.rank_evaluation import evaluate_over_ranks
+
+            return evaluate_over_ranks(scorer, valid, distributed, exclude=history,
+                                       history=history, ks=ks, metrics=["ndcg", "recall"])
         result = evaluate(scorer, valid, exclude=history, history=history, ks=ks,
                           metrics=["ndcg", "recall"])
         return {k: float(v) for k, v in result.items() if "@" in k}

@@ -94,9 +94,10 @@ def fit(model: nn.Module, builder: BatchBuilder, objective: Objective,
         start: a state a previous ``save`` received: continue from it.
         save: receives the resumable state at checkpoints.
         distributed: run as one rank of a job (``recft.train.distributed``): this rank
-            trains on its slice of every global batch (``builder``'s batches), validation
-            runs on rank 0, and every decision is shared by all ranks. ``optimizers`` must
-            be the job's (``ShardedOptimizers``).
+            trains on its slice of every global batch (``builder``'s batches), ``validate``
+            runs on every rank (it may split the users: ``recft.train.rank_evaluation``)
+            and rank 0's metrics decide for all. ``optimizers`` must be the job's
+            (``ShardedOptimizers``).
     """
     run = _Run(model, builder, objective, optimizers, settings, validate, on_epoch_start, save,
                distributed)
@@ -247,10 +248,9 @@ class _Run:
     def _validate(self) -> dict[str, float]:
         assert self.validator is not None
         with self.optimizers.plain_tables(), torch.no_grad():
-            if self.distributed is None:
-                metrics = self.validator()
-            else:  # rank 0 validates; every rank takes the same early-stopping decision
-                metrics = self.distributed.on_main(self.validator)
+            metrics = self.validator()
+            if self.distributed is not None:  # every rank takes rank 0's decision
+                metrics = self.distributed.broadcast_object(metrics)
         if self.metric is not None and self.metric not in metrics:
             raise TrainingError(f"early_stopping_metric {self.metric!r} is not among the "
                                 f"validation metrics {sorted(metrics)}")

@@ -109,7 +109,8 @@ def pretrain(
         checkpoint_seconds=settings.checkpoint_seconds, device=settings.device)
     validate = None
     if valid is not None:
-        validate = _validator(model, valid, interactions, settings.early_stopping_metric)
+        validate = _validator(model, valid, interactions, settings.early_stopping_metric,
+                              distributed)
     start, save = None, None
     if resume_dir is not None and distributed is not None:
         from recft.train.sharded_state import sharded_resume
@@ -159,15 +160,23 @@ def _load_state(resume_dir: str | Path, identity: dict[str, Any]) -> LoopState |
     return LoopState(tensors, meta["loop"])
 
 
-def _validator(model: TwoTower, valid: Interactions, train: Interactions, metric: str):
-    """Full-ranking metrics at the early-stopping cut-off, training items excluded."""
+def _validator(model: TwoTower, valid: Interactions, train: Interactions, metric: str,
+               distributed: Distributed | None = None):
+    """Full-ranking metrics at the early-stopping cut-off, training items excluded (the
+    users split over the ranks when distributed)."""
     from recft.evaluate import evaluate  # heavy, and only needed with a validation set
 
     k = int(metric.split("@", 1)[1])
     names = sorted({"ndcg", "recall", metric.split("@", 1)[0]})
 
     def validate() -> dict[str, float]:
-        result = evaluate(model, valid, exclude=train, ks=(k,), metrics=names)
+        if distributed is not None:
+            from recft.train.rank_evaluation import evaluate_over_ranks
+
+            result = evaluate_over_ranks(model, valid, distributed, exclude=train, ks=(k,),
+                                         metrics=names)
+        else:
+            result = evaluate(model, valid, exclude=train, ks=(k,), metrics=names)
         if metric not in result:
             raise ConfigError(f"early_stopping_metric {metric!r} is not among {sorted(result)}")
         return {key: float(value) for key, value in result.items() if "@" in key}
