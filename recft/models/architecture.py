@@ -40,7 +40,7 @@ class TwoTowerConfig(ConfigMixin):
     tower_layers: tuple[int, ...] = (128, 64)  # hidden sizes..., output size
     dropout: float = 0.1  # on tower inputs and hidden activations, training only
     normalize: bool = True  # L2-normalise tower outputs: scores are cosines / temperature
-    temperature: float = 0.1
+    temperature: float = 0.03  # benchmarks/explore_ml100k.py: +2% valid NDCG@10 over 0.1 on 3 seeds
     use_history: bool = True  # mean-pool the user's recent items into the user tower
     max_history: int = 50  # most recent items pooled per user (training and serving)
     init_scale: float = 0.1  # tables start uniform in [-init_scale, init_scale]

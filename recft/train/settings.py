@@ -22,7 +22,7 @@ class PretrainConfig(ConfigMixin):
                                   pretrain_config=PretrainConfig(epochs=5, seed=1))
     """
 
-    epochs: int = 30
+    epochs: int = 60  # with patience 6: early stopping, not the cap, ends a run (explore_ml100k)
     batch_size: int = 256
     embedding_optimizer: str = "rowwise_adagrad"  # fused in backward; or "sparse_adam", ...
     embedding_lr: float = 0.05
@@ -37,7 +37,7 @@ class PretrainConfig(ConfigMixin):
     history_dropout: float = 0.5  # share of history items hidden from each example
     item_init: str = "random"  # or "cooccurrence": item rows from a PMI SVD (models.item_init)
     early_stopping_metric: str = "ndcg@10"
-    patience: int = 3  # epochs without improvement before stopping (needs valid)
+    patience: int = 6  # epochs without improvement before stopping (needs valid)
     seed: int = 0
     checkpoint_every: int = 0  # steps between resume checkpoints (0: by time and epoch only)
     checkpoint_seconds: float = 600.0  # seconds between resume checkpoints inside an epoch
