@@ -23,6 +23,7 @@ from recft.finetune.compare import (
     subsample,
 )
 from recft.finetune.compare_baselines import BASELINES, EASE_L2_GRID, ITEMKNN_K_GRID
+from recft.finetune.compare_blend import ITEM_ITEM
 from recft.finetune.scenario_run import run_scenario
 from recft.finetune.scenarios import SCENARIOS, TARGET_SHARE, cohort_split, scenario_draws
 from recft.models.checkpoint import save_pretrained
@@ -107,6 +108,20 @@ def test_compare_rows_for_every_strategy_and_fraction(synthetic_pair, toy_base, 
         assert versus["verdict"] == {"better": "win", "worse": "loss", "tie": "tie"}[
             verdict(*versus["ci95"])]
     assert all("vs_best_baseline" not in by[s, 1.0] for s in BASELINES)
+    # blend: frozen+full mixed with the item-item row that scored best on valid, whose
+    # refit alone (weight 1) must rank valid exactly as that row did
+    for fraction in (0.5, 1.0):
+        blend = by["blend", fraction]
+        partner = blend["params"]["item_item"]
+        assert partner == max(ITEM_ITEM, key=lambda s: max(by[s, fraction]["valid"].values()))
+        partner_valid = max(by[partner, fraction]["valid"].values())
+        assert blend["valid"]["weight=1"] == pytest.approx(partner_valid, abs=1e-6)
+        assert blend["valid"][f"weight={blend['params']['weight']:g}"] == max(
+            blend["valid"].values())
+        assert blend["compute"]["trainable_parameters"] == (
+            by["frozen+full", fraction]["compute"]["trainable_parameters"]
+            + by[partner, fraction]["compute"]["trainable_parameters"])
+        assert "vs_best_baseline" in blend
     saved = json.loads((tmp_path / "cmp" / COMPARISON_NAME).read_text())
     assert saved == json.loads(json.dumps(rows))
     protocol = json.loads((tmp_path / "cmp" / PROTOCOL_NAME).read_text())
@@ -152,6 +167,21 @@ def test_oversized_ease_and_missing_source_are_refused_before_training(synthetic
     with pytest.raises(DataError, match="ease-source needs source interactions"):
         compare(toy_base, synthetic_pair.target, fractions=(1.0,),
                 strategies=("ease-source",), log=None)
+
+
+def test_blend_trains_its_two_tower_without_a_row_and_needs_an_item_item_row(
+        synthetic_pair, toy_base) -> None:
+    recipes = default_recipes()
+    for stage in recipes["frozen+full"].stages:
+        stage.epochs = 1
+    rows = compare(toy_base, synthetic_pair.target, fractions=(1.0,),
+                   strategies=("itemknn", "blend"), recipes=recipes, ks=(10,), log=None)
+    assert [r["strategy"] for r in rows] == ["itemknn", "blend"]
+    assert rows[1]["params"]["item_item"] == "itemknn"
+    assert rows[1]["params"]["k"] == rows[0]["params"]["k"]
+    with pytest.raises(DataError, match="blend mixes frozen\\+full with an item-item baseline"):
+        compare(toy_base, synthetic_pair.target, fractions=(1.0,),
+                strategies=("popularity", "blend"), log=None)
 
 
 def test_source_fitted_baselines_transfer_to_a_small_target_fraction(synthetic_pair,

@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="On one split of the target per seed, fit the baselines (popularity, ease, "
         "itemknn on the target fraction; ease-source, itemknn-source on source + target fraction "
         "when the source is known) and train recft's strategies (scratch, zero-shot, frozen, "
-        "frozen+full, adapters) at several fractions of the target's training data. Writes "
+        "frozen+full, adapters, and blend: frozen+full mixed with the item-item baseline that "
+        "scored best on valid) at several fractions of the target's training data. Writes "
         "comparison.json (test metrics, 95% bootstrap intervals over test users, the paired "
         "verdict against the best baseline, compute per row), comparison_protocol.json and "
         "comparison.md. Either give --checkpoint and --dataset (and --source for the "
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="fractions of the target's training interactions")
     compare.add_argument("--strategies", metavar="S,S",
                          help="subset of popularity,ease,itemknn,ease-source,itemknn-source,"
-                         "scratch,zero-shot,frozen,frozen+full,adapters")
+                         "scratch,zero-shot,frozen,frozen+full,adapters,blend")
     compare.add_argument("--ease-max-items", type=int, metavar="N",
                          help="refuse EASE rows fitted on more items than this (dense N x N "
                          "matrices, 4 N^2 bytes each; default 30000)")

@@ -3,7 +3,8 @@
 Strategies: ``popularity``, ``ease`` and ``itemknn`` (fitted on the target fraction),
 ``ease-source`` and ``itemknn-source`` (fitted on source + target fraction, when source
 interactions are known), and recft's ``scratch``, ``zero-shot``, ``frozen``,
-``frozen+full`` and ``adapters``. One seed is one run (``compare_seed``); ``compare`` runs
+``frozen+full`` and ``adapters``, and ``blend`` (frozen+full mixed with the item-item
+baseline that scored best on valid, ``compare_blend``). One seed is one run (``compare_seed``); ``compare`` runs
 every seed, summarises them with bootstrap intervals (``comparison_stats``) and writes the
 files (``comparison_table.write_comparison``).
 """
@@ -27,6 +28,7 @@ from recft.data.interactions import Interactions
 from recft.data.splits import Split, split
 from recft.errors import DataError
 from recft.evaluate.intervals import PerUserMetrics, per_user_metrics
+from recft.finetune.compare_blend import TWO_TOWER, check_blend_inputs, run_blend
 from recft.finetune.compare_baselines import (
     BASELINES,
     SOURCE_BASELINES,
@@ -48,7 +50,8 @@ from recft.finetune.scoring import zero_shot
 from recft.models.baselines import EASE_MAX_ITEMS
 
 TRAINED = ("scratch", "zero-shot", "frozen", "frozen+full", "adapters")
-STRATEGIES = BASELINES + TRAINED
+BLENDED = ("blend",)
+STRATEGIES = BASELINES + TRAINED + BLENDED
 FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
 TEST_METRICS = ("ndcg", "recall", "precision", "hit")  # per user, so they get intervals
 
@@ -171,6 +174,9 @@ def compare_seed(checkpoint_or_model: str | Path | nn.Module, parts: Split, seed
         train = subsample(parts.train, fraction, seed)
         data.append(FractionData(fraction, train, parts.valid_history if cold else train))
     check_ease_fits(strategies, data, source, ease_max_items)
+    check_blend_inputs(strategies)
+    # blend reuses frozen+full's model, which is trained for it even when not a row
+    to_train = [s for s in TRAINED if s in strategies or (s == TWO_TOWER and "blend" in strategies)]
 
     def score_test(scorer: Any, index: int) -> tuple[dict[str, float], PerUserMetrics]:
         return _test_metrics(scorer, parts, parts.test_history if cold else data[index].train,
@@ -183,14 +189,20 @@ def compare_seed(checkpoint_or_model: str | Path | nn.Module, parts: Split, seed
                                                             "valid": run.valid})
         _log(log, strategy, data[index], run.test[0], run.compute, ks)
     for index, part in enumerate(data):
-        for strategy in (s for s in strategies if s in TRAINED):
+        for strategy in to_train:
             started = time.perf_counter()
             scorer, compute = _run(strategy, checkpoint_or_model, base_dir, part, parts,
                                    recipes, progress)
-            test = score_test(scorer, index)
             compute.setdefault("wall_seconds", time.perf_counter() - started)
-            results[strategy, index] = (test, compute, {})
-            _log(log, strategy, part, test[0], compute, ks)
+            if "blend" in strategies and strategy == TWO_TOWER:
+                blend, blend_compute, extra = run_blend(scorer, compute, baselines, index, part,
+                                                        parts.valid, source, ease_max_items)
+                results["blend", index] = (score_test(blend, index), blend_compute, extra)
+                _log(log, "blend", part, results["blend", index][0][0], blend_compute, ks)
+            if strategy in strategies:
+                test = score_test(scorer, index)
+                results[strategy, index] = (test, compute, {})
+                _log(log, strategy, part, test[0], compute, ks)
     rows, per_user = [], {}
     for index, part in enumerate(data):
         for strategy in strategies:
