@@ -107,6 +107,41 @@ def test_a_missing_encoder_fails_naming_it_while_stored_items_still_serve(parity
     assert 100 in rec.item_vocab
 
 
+def test_a_reloaded_tfidf_checkpoint_encodes_cold_items_itself(tmp_path) -> None:
+    from recft.models.checkpoint import load_pretrained
+    from recft.text import text_encoder
+
+    data = build_checkerboard(20)
+    texts = [f"{word} number {n}" for word, n in zip(parity_texts(data), range(20))]
+    encoder = text_encoder("tfidf", fit_texts=texts, dim=6)
+    torch.manual_seed(0)
+    model = TwoTower(TwoTowerConfig(embedding_dim=8, tower_layers=(16, 8), dropout=0.0,
+                                    item_text="text"), data.user_vocab, data.item_vocab,
+                     item_text=ItemTextVectors.encode(data, encoder, texts=texts))
+    model.save_pretrained(tmp_path / "tfidf")
+    assert (tmp_path / "tfidf" / "text_encoder.safetensors").is_file()
+    loaded = load_pretrained(tmp_path / "tfidf")
+    assert loaded.text_encoder is not None and loaded.text_encoder.version == encoder.version
+    new = {100: texts[4], 101: "odd number 7 sequel"}
+    served, built = Recommender(loaded, history=data), Recommender(model, history=data)
+    served.add_items(new)  # no encoder= needed after the reload
+    built.add_items(new)
+    assert served.recommend([0, 1], k=22).equals(built.recommend([0, 1], k=22))
+    scores = served.model.score_users(np.array([0]), data)[0]
+    # the same text as item 4 and no id block: the same score (to float rounding)
+    assert float(scores[20]) == pytest.approx(float(scores[4]), rel=1e-6)
+    assert float(scores[21]) != pytest.approx(float(scores[4]), rel=1e-3)
+    # a checkpoint without the encoder's files (an older one) still asks for encoder=
+    from recft.models.checkpoint_io import write_checksums
+
+    for name in ("text_encoder.json", "text_encoder.safetensors"):
+        (tmp_path / "tfidf" / name).unlink()
+    write_checksums(tmp_path / "tfidf")
+    old = load_pretrained(tmp_path / "tfidf")
+    with pytest.raises(EncoderNotAvailableError, match="pass the fitted encoder"):
+        Recommender(old, history=data).add_items(new)
+
+
 def test_export_includes_cold_items_and_its_user_tower_reads_text(parity_model,
                                                                   tmp_path) -> None:
     model, data = parity_model

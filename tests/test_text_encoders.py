@@ -60,6 +60,21 @@ def test_tfidf_puts_texts_about_the_same_thing_closer() -> None:
     assert cosine(sci_fi, space_sequel) > cosine(sci_fi, cartoon) + 0.5
 
 
+def test_a_saved_tfidf_encoder_loads_back_encoding_exactly_the_same(tmp_path) -> None:
+    encoder = TfidfEncoder.fit(CATALOG, dim=5)
+    encoder.save(tmp_path)
+    again = TfidfEncoder.load(tmp_path)
+    assert (again.name, again.version, again.dim) == (encoder.name, encoder.version, 5)
+    unseen = ["Alien 3 (1992). Genres: Horror, Sci-Fi", "zzz", "", *CATALOG]
+    assert np.array_equal(again.encode(unseen), encoder.encode(unseen))
+    (tmp_path / "text_encoder.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(RecftError, match="text_encoder.safetensors: not a saved tfidf"):
+        TfidfEncoder.load(tmp_path)
+    (tmp_path / "text_encoder.json").write_text("{}")
+    with pytest.raises(RecftError, match="text_encoder.json: not a saved tfidf"):
+        TfidfEncoder.load(tmp_path)
+
+
 def test_tfidf_dim_is_capped_by_the_corpus_and_a_degenerate_corpus_is_an_error() -> None:
     assert TfidfEncoder.fit(CATALOG[:3], dim=64).dim == 2  # 3 texts: at most 2 components
     with pytest.raises(RecftError, match="at least 2 non-empty texts"):

@@ -28,6 +28,7 @@ from recft.models.checkpoint_io import (
     WEIGHTS_NAME,
 )
 from recft.models.model_card import render_model_card
+from recft.models.text_path import load_text_encoder, save_text_encoder
 
 FORMAT_VERSION = 1  # bump on a change old readers would misread; they then refuse it clearly
 
@@ -156,6 +157,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, *,
         if attributes is not None:
             attributes.reset_index(drop=True).to_parquet(staging / ITEM_ATTRIBUTES_NAME,
                                                          index=False)
+        save_text_encoder(model, staging)  # a fitted (TF-IDF) encoder for new items' texts
         cio.write_json(staging / CONFIG_NAME, meta)
         # caller's key order kept (metrics tables read in the order they were reported)
         cio.write_json(staging / TRAINING_NAME, info, sort_keys=False)
@@ -224,6 +226,7 @@ def load_pretrained(directory: str | Path, model_class: type[M] | None = None, *
     model = builder(parts) if builder is not None else checks.construct(cls, parts)
     checks.check_against_model(directory, model, tensors)
     model.load_state_dict(tensors, strict=True)
+    load_text_encoder(model, directory)
     return model.eval()  # type: ignore[return-value]
 
 

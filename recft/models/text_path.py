@@ -159,9 +159,9 @@ def checkpoint_encoder(model: nn.Module, encoder: Any = None) -> Any:
 
     Args:
         model: a TwoTower (or fine-tuned one) with a text path.
-        encoder: an encoder to use instead of looking one up (needed for a TF-IDF encoder
-            after the model was saved and loaded: it is fitted on a catalog and not stored
-            in the checkpoint); its name and version must be the recorded ones.
+        encoder: an encoder to use instead of looking one up (needed for a TF-IDF model
+            from a checkpoint saved before checkpoints stored the fitted encoder); its name
+            and version must be the recorded ones.
 
     Raises:
         RecftError: the model has no text path, or the encoder given is another one.
@@ -187,7 +187,8 @@ def checkpoint_encoder(model: nn.Module, encoder: Any = None) -> Any:
     if name == "tfidf":
         raise EncoderNotAvailableError(
             f"the model's item texts were encoded by {wanted}, which is fitted on a catalog "
-            "and not stored in checkpoints; pass the fitted encoder (encoder=...)")
+            "and this checkpoint does not hold it (saved before recft stored it); pass the "
+            "fitted encoder (encoder=...)")
     try:
         found = text_encoder(name)
     except EncoderNotAvailableError as error:
@@ -201,6 +202,40 @@ def checkpoint_encoder(model: nn.Module, encoder: Any = None) -> Any:
             f"the model's item texts were encoded by {wanted}; the installed one is version "
             f"{found.version}, whose vectors would not match; install {version}")
     return found
+
+
+def save_text_encoder(model: nn.Module, folder: Path) -> None:
+    """Write a fitted encoder the model needs and no package can bring back (TF-IDF: its
+    vocabulary, idf and SVD components) into the checkpoint folder ``folder``.
+
+    A pretrained encoder (all-MiniLM-L6-v2) installs from its package and is only named
+    in the config; a model without a text path, or whose encoder object is not in memory,
+    writes nothing."""
+    encoder = getattr(model, "text_encoder", None)
+    if getattr(model.config, "item_text", "none") == "none" or encoder is None:
+        return
+    if (encoder.name, encoder.version) != (model.config.text_encoder,
+                                           model.config.text_encoder_version):
+        return  # not the encoder the vectors came from: saving it would mislead
+    if hasattr(encoder, "save") and hasattr(type(encoder), "load"):
+        encoder.save(folder)
+
+
+def load_text_encoder(model: nn.Module, folder: Path) -> None:
+    """Give a loaded model back the fitted encoder ``save_text_encoder`` wrote (if any)."""
+    from recft.text.encoders import TFIDF_NAME
+    from recft.text.tfidf import STATE_JSON, TfidfEncoder
+
+    if getattr(model.config, "item_text", "none") == "none" or \
+            model.config.text_encoder != TFIDF_NAME or \
+            not (Path(folder) / STATE_JSON).is_file():
+        return
+    encoder = TfidfEncoder.load(folder)
+    if encoder.version != model.config.text_encoder_version:
+        raise RecftError(f"{Path(folder) / STATE_JSON}: the tfidf encoder saved here is version "
+                         f"{encoder.version}, the model's vectors are "
+                         f"{model.config.text_encoder_version}")
+    model.text_encoder = encoder
 
 
 def encode_texts(model: nn.Module, texts: Sequence[str], encoder: Any = None,

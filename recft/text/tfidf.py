@@ -3,6 +3,10 @@
 It is the embedded default's encoder and the fast one for tests: fitting on ~10k short
 item texts takes well under a second. It knows only the words of the texts it was fitted
 on; a text made only of unknown words encodes to the zero vector, like an empty one.
+
+A fitted encoder is its vocabulary, idf weights and SVD components: ``save`` writes them
+as JSON + safetensors (no pickle) and ``TfidfEncoder.load`` reads them back, so a
+checkpoint can carry the encoder its item vectors came from.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,11 +22,14 @@ import sklearn
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-from recft.errors import RecftError
+from recft.errors import DataError, RecftError
 from recft.text.encoders import TFIDF_NAME, encode_in_batches, has_text
 
 #: Word unigrams and bigrams; tokens of 2+ letters or digits, lower-cased.
 _TOKENS = {"lowercase": True, "ngram_range": (1, 2), "token_pattern": r"(?u)\b\w\w+\b"}
+#: What ``save`` writes into a folder (a checkpoint's): terms and version, then the arrays.
+STATE_JSON = "text_encoder.json"
+STATE_TENSORS = "text_encoder.safetensors"
 
 
 class TfidfEncoder:
@@ -78,6 +86,53 @@ class TfidfEncoder:
                            random_state=seed).fit(weights)
         return cls(vocabulary, vectorizer.idf_, svd.components_,
                    _fit_version(texts, dim, seed))
+
+    def save(self, folder: str | Path) -> None:
+        """Write the fitted state into ``folder`` (``STATE_JSON`` + ``STATE_TENSORS``).
+
+        The caller makes the folder's writes atomic (a checkpoint's staging directory)."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        terms = [""] * len(self._idf)
+        for term, column in self._counter.vocabulary.items():
+            terms[column] = term
+        state = {"name": self.name, "version": self.version, "dim": self.dim, "terms": terms}
+        (folder / STATE_JSON).write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+        arrays = {"idf": self._idf, "components": self._components}
+        # C order: safetensors writes the buffer as it lies (an SVD result can be Fortran)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                  str(folder / STATE_TENSORS))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TfidfEncoder:
+        """The encoder ``save`` wrote into ``folder``; it encodes exactly as the saved one.
+
+        Raises:
+            DataError: a file is missing or unreadable, or the arrays disagree with the
+                terms (the message names the file).
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        state_path, tensors_path = folder / STATE_JSON, folder / STATE_TENSORS
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            terms, version = state["terms"], state["version"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{state_path}: not a saved tfidf text encoder ({error})") from None
+        try:
+            arrays = load_file(str(tensors_path))
+            idf, components = arrays["idf"], arrays["components"]
+        except (OSError, SafetensorError, KeyError) as error:
+            raise DataError(f"{tensors_path}: not a saved tfidf text encoder ({error})") from None
+        if idf.shape != (len(terms),) or components.ndim != 2 \
+                or components.shape[1] != len(terms):
+            raise DataError(f"{tensors_path}: idf {idf.shape} and components "
+                            f"{components.shape} do not fit {len(terms):,} terms")
+        return cls({term: column for column, term in enumerate(terms)}, idf, components,
+                   version)
 
     def encode(self, texts: Sequence[str], batch_size: int = 4096,
                progress: bool = False) -> np.ndarray:
