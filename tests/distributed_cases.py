@@ -28,6 +28,8 @@ from recft.train.optimizers import OptimizerSettings, Optimizers
 from recft.train.rank_batches import RankBatches, rank_slice, slice_batch
 from recft.train.sharded_optimizers import ShardedOptimizers
 
+from distributed_serving_cases import case_serving  # noqa: E402 (tests/ is sys.path[0])
+
 TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
 # every type at once: row-wise next to data-parallel in the item collection, column-wise
 # user table (row-wise beside table/column-wise in one collection is refused: sharding.py)
@@ -197,7 +199,8 @@ def case_mechanics(context: Distributed, out: Path, checkpoint: str) -> dict:
             "steps/masked": case_steps(context, out, "mixed", "masked"),
             "continue": case_continue(context, out, checkpoint),
             "frozen": case_frozen_stage(context, out, checkpoint),
-            "validation": case_validation(context)}
+            "validation": case_validation(context),
+            "serving": case_serving(context, out, checkpoint, tiny_train())}
 
 
 def case_validation(context: Distributed) -> dict:
@@ -265,7 +268,9 @@ def case_continue(context: Distributed, out: Path, checkpoint: str) -> dict:
             "finite": bool(torch.isfinite(after_close).all()), "loss": float(loss)}
 
 
-CASES = {"mechanics": case_mechanics, "training": case_training, "steps": case_steps}
+CASES = {"mechanics": case_mechanics, "training": case_training, "steps": case_steps,
+         "serving": lambda context, out, checkpoint: case_serving(context, out, checkpoint,
+                                                                  tiny_train())}
 
 
 def main() -> None:

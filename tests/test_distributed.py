@@ -157,6 +157,40 @@ def test_validation_split_over_ranks_equals_one_process(mechanics):
     assert mechanics[0]["validation"]["split"] == mechanics[1]["validation"]["split"]
 
 
+def test_evaluation_sharded_over_users_equals_one_process(mechanics):
+    """Every metric at 5 and 10 (coverage, avg_popularity included) and the segments,
+    each rank ranking its half of the users in chunks of 7: the single-process result,
+    digit for digit, on both ranks."""
+    for found in mechanics:
+        single, sharded = (json.loads(found["serving"]["evaluate"][key])
+                           for key in ("single", "sharded"))
+        assert {"coverage@10", "avg_popularity@10", "segments"} <= set(sharded)
+        assert sharded["num_users"] == 300 and sharded["ndcg@10"] > 0
+        assert found["serving"]["evaluate"]["sharded"] == found["serving"]["evaluate"]["single"]
+
+
+def test_batch_recommend_sharded_over_users_writes_the_single_process_file(mechanics):
+    """The 43 chunks of 301 users (the last one unknown to the model: the fallback
+    list) split over 2 ranks, each chunk computed once; and a job a single process
+    stopped after 3 chunks is finished by the 2 ranks: both files are the one a single
+    process writes, byte for byte."""
+    import pyarrow.parquet as pq
+
+    from distributed_serving_cases import CHUNK, STOP_AFTER
+
+    out = Path(mechanics[0]["serving"]["recommend"]["out"])
+    single = (out / "single.parquet").read_bytes()
+    rows = pq.read_table(out / "single.parquet")
+    assert rows.num_rows == 301 * 5 and rows.column("user")[-1].as_py() == "nobody"
+    chunks = -(-301 // CHUNK)
+    for name, skipped in (("sharded", 0), ("resumed", STOP_AFTER)):
+        assert (out / f"{name}.parquet").read_bytes() == single, name
+        assert not (out / f"{name}.parquet.parts").exists()  # state removed once assembled
+        computed = [found["serving"]["recommend"][name] for found in mechanics]
+        assert sorted(computed[0] + computed[1]) == list(range(skipped, chunks)), name
+        assert abs(len(computed[0]) - len(computed[1])) <= 1  # shared, not one rank's
+
+
 def test_single_process_checkpoint_loads_sharded_and_trains_on(mechanics, single_checkpoint):
     _, model = single_checkpoint
     sys.path.insert(0, str(TESTS))

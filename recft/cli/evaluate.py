@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from recft.cli.common import add_dataset_args, add_split_args, load_dataset, print_json
+from recft.cli.launch import add_launch_args, dispatch
 
 BASELINES = ("popularity", "ease", "itemknn")
 
@@ -17,8 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Rank the whole catalog for every evaluated user, excluding the items the "
         "model already knows for that user, and report hit/recall/precision/ndcg/mrr/map@k, "
         "coverage and popularity (RecBole's definitions).",
-        epilog="example: recft evaluate --checkpoint runs/ml100k --dataset ml-100k "
-        "--split random:0.8,0.1,0.1 --seed 0 --json",
+        epilog="examples:\n"
+        "  recft evaluate --checkpoint runs/ml100k --dataset ml-100k "
+        "--split random:0.8,0.1,0.1 --seed 0 --json\n"
+        "  recft evaluate --checkpoint runs/ml100k --dataset ml-100k "
+        "--split random:0.8,0.1,0.1 --seed 0 --nproc 2   # users split over 2 processes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (recft pretrain/finetune)")
@@ -29,10 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", default="10,20", metavar="K,K", help="cut-offs (default 10,20)")
     parser.add_argument("--segments", action="store_true", help="also report user-activity and head/tail segments")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    add_launch_args(parser, tables=False)
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    # --nproc / torchrun: each rank ranks its share of the users (launch.py); nothing to lock
+    return dispatch(args, _evaluate, _evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from recft.data import split as make_split
     from recft.errors import DataError
     from recft.evaluate import evaluate
@@ -48,8 +59,11 @@ def _run(args: argparse.Namespace) -> int:
         raise DataError(f"split {args.split!r} has no {args.part} part")
     known = parts.known(args.part)
     model = _load_model(args, parts.train, interactions)
+    context = args.distributed
     metrics = evaluate(model, target, exclude=known, history=known, ks=ks, segments=args.segments,
-                       progress=not (args.quiet or args.json))
+                       progress=not (args.quiet or args.json), distributed=context)
+    if context is not None and not context.is_main:
+        return 0  # every rank holds the result; rank 0 prints it
     result = {
         "model": args.checkpoint or args.baseline,
         "dataset": args.dataset,

@@ -42,19 +42,26 @@ class RankFailedError(TrainingError):
     """A rank of the job failed; the others were stopped."""
 
 
-def add_launch_args(parser: argparse.ArgumentParser) -> None:
-    """``--nproc``, ``--port`` and ``--sharding`` on a command that can run sharded."""
-    group = parser.add_argument_group(
-        "scale-out (torchrec DistributedModelParallel; see README 'Scale-out')")
+def add_launch_args(parser: argparse.ArgumentParser, *, tables: bool = True) -> None:
+    """``--nproc`` and ``--port`` on a command that can run sharded, and ``--sharding``
+    where its model's tables are sharded (``tables``; evaluation and batch recommendation
+    split the users over the processes instead, each holding the whole model)."""
+    title = ("scale-out (torchrec DistributedModelParallel; see README 'Scale-out')" if tables
+             else "scale-out: users split over processes (see README 'Scale-out')")
+    group = parser.add_argument_group(title)
     group.add_argument("--nproc", type=int, metavar="N",
                        help="run as N processes on this machine, tables sharded by torchrec's "
-                       "DMP over gloo (at most one per core); under torchrun, leave it out")
+                       "DMP over gloo (at most one per core); under torchrun, leave it out"
+                       if tables else "run as N processes on this machine (at most one per "
+                       "core), each ranking its share of the users against the whole "
+                       "catalog; under torchrun, leave it out")
     group.add_argument("--port", type=int, metavar="P",
                        help="rendezvous port on 127.0.0.1 for --nproc (default: a free one)")
-    group.add_argument("--sharding", metavar="TABLE=TYPE,...",
-                       help="per-table sharding, TYPE one of table_wise, row_wise, column_wise, "
-                       "data_parallel (e.g. item_id=row_wise,user_id=table_wise); tables not "
-                       "named are placed by torchrec's planner")
+    if tables:
+        group.add_argument("--sharding", metavar="TABLE=TYPE,...",
+                           help="per-table sharding, TYPE one of table_wise, row_wise, "
+                           "column_wise, data_parallel (e.g. item_id=row_wise,user_id="
+                           "table_wise); tables not named are placed by torchrec's planner")
     parser.set_defaults(launch_parser=parser)
 
 
@@ -71,7 +78,7 @@ def dispatch(args: argparse.Namespace, locked: Handler, unlocked: Handler) -> in
         raise LaunchError(f"--nproc must be >= 1, got {args.nproc}")
     if (args.nproc or 1) > 1:
         return launch(args, args.nproc)
-    if args.sharding:
+    if getattr(args, "sharding", None):
         raise LaunchError("--sharding applies to sharded runs: add --nproc N (N >= 2) or "
                           "start the command with torchrun")
     args.distributed = None

@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from recft.cli.common import print_result
+from recft.cli.launch import add_launch_args, dispatch
 from recft.locks import locks_outputs
 
 FAIL_AFTER_ENV = "RECFT_TEST_FAIL_AFTER_CHUNKS"  # tests: SIGKILL itself after N chunks
@@ -32,7 +33,9 @@ def _register_recommend(subparsers: argparse._SubParsersAction) -> None:
         "  recft recommend --checkpoint runs/base --users users.csv --histories train.csv "
         "--k 100 --out recs.parquet\n"
         "  recft recommend --checkpoint runs/base --users users.parquet --out recs.parquet "
-        "--chunk-size 4096 --restart",
+        "--chunk-size 4096 --restart\n"
+        "  recft recommend --checkpoint runs/base --histories train.csv --out recs.parquet "
+        "--nproc 2   # chunks split over 2 processes",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
@@ -54,7 +57,8 @@ def _register_recommend(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="discard the state of an unfinished earlier run for --out")
     _add_item_texts_flag(parser)
-    parser.set_defaults(handler=_recommend)
+    add_launch_args(parser, tables=False)
+    parser.set_defaults(handler=_run_recommend)
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:
@@ -126,7 +130,16 @@ def _register_similar(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_similar)
 
 
+def _run_recommend(args: argparse.Namespace) -> int:
+    # --nproc / torchrun: the chunks are split over the ranks (launch.py); rank 0 holds the lock
+    return dispatch(args, _recommend_locked, _recommend)
+
+
 @locks_outputs("out")  # one writer per output file (and its .parts/)
+def _recommend_locked(args: argparse.Namespace) -> int:
+    return _recommend(args)
+
+
 def _recommend(args: argparse.Namespace) -> int:
     from recft.errors import DataError
     from recft.serving.batch import read_users, recommend_batch
@@ -140,7 +153,10 @@ def _recommend(args: argparse.Namespace) -> int:
     out = recommend_batch(rec, users, args.out, k=args.k, chunk_size=args.chunk_size,
                           histories=histories, exclude_seen=not args.include_seen,
                           filter_items=allowed, restart=args.restart,
-                          progress=not args.quiet, on_chunk=_fail_hook())
+                          progress=not args.quiet, on_chunk=_fail_hook(),
+                          distributed=args.distributed)
+    if args.distributed is not None and not args.distributed.is_main:
+        return 0  # rank 0 assembled the file and reports it
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(out)

@@ -34,6 +34,7 @@ def evaluate(
     progress: bool = False,
     metrics: Sequence[str] | None = None,
     return_per_user: bool = False,
+    distributed: Any = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Rank the whole catalog for every test user and average top-K metrics.
 
@@ -53,6 +54,10 @@ def evaluate(
         metrics: names from ``ALL_METRICS``; default all (avg_popularity needs history).
         return_per_user: also return ``{"ndcg@10": (N,) array, ...}`` for the N test
             users in row order (``np.unique(test.user_ids)``), whose means are the result's.
+        distributed: a ``recft.train.distributed.Distributed``: each rank ranks its share
+            of the users and every rank returns the result for all of them, the one a
+            single process returns (a collective: every rank calls it with the same
+            arguments; see ``recft.train.rank_evaluation``).
 
     Returns:
         ``{"ndcg@10": ..., "recall@10": ..., "coverage@10": ..., "num_users": ...,
@@ -77,6 +82,11 @@ def evaluate(
     users = np.flatnonzero(np.diff(relevant.indptr))
     if users.size == 0:
         raise DataError(f"{test.name or 'test'} has no interactions to evaluate")
+    if distributed is not None:
+        from recft.train.rank_evaluation import gather_tallies, users_of_rank
+
+        users = users_of_rank(users, distributed)
+        progress = progress and distributed.is_main
     exclude_matrix = exclude.user_item_sets() if exclude is not None else None
     popularity = history.item_popularity() if len(history) else None
     tally = TopKTally(catalog, ks, metrics, popularity)
@@ -105,6 +115,8 @@ def evaluate(
             if segments:
                 item_parts.append(item_segment_block(block, chunk_relevant, head, ks,
                                                      tally.ranking))
+    if distributed is not None:  # every rank's users, in the order one process ranks them
+        tally, item_parts, users = gather_tallies(tally, item_parts, users, distributed)
 
     result: dict[str, Any] = tally.summary()
     result.update(

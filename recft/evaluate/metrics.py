@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -153,6 +154,25 @@ class TopKTally:
         self._per_user.append(part)
         self._evaluated.append(evaluated)
         return block
+
+    def parts(self) -> dict[str, Any]:
+        """What ``extend`` needs to add this tally's users to another tally: the per-user
+        values, which users count, and the item rows each k recommended (not a mask: a
+        few ids per user, where a mask is the catalog's size)."""
+        evaluated = (np.concatenate(self._evaluated) if self._evaluated
+                     else np.zeros(0, dtype=bool))
+        return {"per_user": self.per_user(), "evaluated": evaluated,
+                "covered": {k: np.flatnonzero(seen) for k, seen in self.covered.items()}}
+
+    def extend(self, parts: dict[str, Any]) -> None:
+        """Add another tally's users (its ``parts()``) after this one's. Tallies of disjoint
+        blocks of users, extended in order, give the numbers one tally of every block gives
+        (``recft.train.rank_evaluation`` merges the ranks' tallies this way)."""
+        if len(parts["evaluated"]):
+            self._per_user.append(parts["per_user"])
+            self._evaluated.append(parts["evaluated"])
+        for k, items in parts["covered"].items():
+            self.covered[k][items] = True
 
     def per_user(self) -> dict[str, np.ndarray]:
         """``{"ndcg@10": (U,), ...}`` in the order users were added; NaN where R is empty."""

@@ -8,6 +8,7 @@ Modules:
     user_tower   the user tower over plain tensors, exported with torch.export
     ranking      deterministic top-k (ties broken by item row)
     batch        BatchJob / recommend_batch: chunked, atomic, resumable Parquet output
+    rank_chunks  which chunks of a batch job each rank computes (sharded over users)
     export       export(): item embeddings, a faiss index and an exported user tower
 
 Heavy imports (torch, faiss) happen on first use of a name that needs them.

@@ -20,6 +20,7 @@ from recft._version import __version__
 from recft.errors import DataError
 from recft.io import atomic_write_bytes, atomic_write_text
 from recft.serving.history import HistoryLike
+from recft.serving.rank_chunks import chunks_of_rank, finished_chunks, on_main
 from recft.serving.ids import ItemFilter
 from recft.serving.recommender import BLOCK_BYTES, Recommender
 
@@ -54,6 +55,7 @@ class BatchJob:
     filter_items: ItemFilter | None = None
     progress: bool = True
     on_chunk: Callable[[int], None] | None = field(default=None, repr=False)
+    distributed: Any = None  # a recft.train.distributed.Distributed: chunks split over ranks
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -69,43 +71,58 @@ class BatchJob:
     def run(self, restart: bool = False) -> Path:
         """Compute the missing chunks and write ``out``; ``restart`` discards earlier state.
 
+        Sharded (``distributed`` set, every rank running the same job): the ranks share
+        the missing chunks, each writing its parts, and rank 0 alone keeps the manifest
+        and assembles ``out``: the file one process writes, resumable with any number of
+        processes (``recft.serving.rank_chunks``).
+
         Raises:
             DataError: earlier state exists for different inputs (rerun with restart).
         """
-        rec = self.recommender
+        rec, context = self.recommender, self.distributed
         request = rec.prepare(self.histories, self.filter_items)
         users = rec.user_ids(self.users, request)
         size = int(self.chunk_size or max(1, BLOCK_BYTES // (4 * len(rec.item_vocab))))
         num_chunks = -(-len(users) // size)
         fingerprint = self._fingerprint(users, request, size)
-        manifest = self._load_state(fingerprint, restart, num_chunks)
+        manifest = on_main(context, lambda: self._load_state(fingerprint, restart, num_chunks))
         schema = _schema(users, rec.item_vocab.ids)
         done = set(manifest["completed"])
         fallbacks = 0
-        bar = _progress(num_chunks, len(done), self.progress)
+        main = context is None or context.is_main
+        bar = _progress(num_chunks, len(done), self.progress and main)
         try:
-            for index in range(num_chunks):
-                if index in done:
-                    continue
-                chunk = users[index * size:(index + 1) * size]
-                frame, fallback = rec.recommend_chunk(chunk, request, self.k, self.exclude_seen)
-                fallbacks += fallback
-                table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-                _write_parquet(table, self.state_dir / _part_name(index))
-                # the part is durable before the manifest names it: a kill in between only
-                # recomputes this chunk
-                manifest["completed"] = sorted(done | {index})
-                done.add(index)
-                atomic_write_text(self.state_dir / MANIFEST, json.dumps(manifest, indent=1))
-                bar.update(1)
-                if self.on_chunk is not None:
+            for index in chunks_of_rank([i for i in range(num_chunks) if i not in done],
+                                        context):
+                if index is not None:
+                    chunk = users[index * size:(index + 1) * size]
+                    frame, fallback = rec.recommend_chunk(chunk, request, self.k,
+                                                          self.exclude_seen)
+                    fallbacks += fallback
+                    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+                    _write_parquet(table, self.state_dir / _part_name(index))
+                # the parts are durable before the manifest names them: a kill in between
+                # only recomputes them
+                finished = finished_chunks(index, context)
+                done.update(finished)
+                manifest["completed"] = sorted(done)
+                on_main(context, lambda: atomic_write_text(self.state_dir / MANIFEST,
+                                                           json.dumps(manifest, indent=1)))
+                bar.update(len(finished))
+                if self.on_chunk is not None and index is not None:
                     self.on_chunk(index)
         finally:
             bar.close()
-        rec.warn_fallback(fallbacks, request)
+        if context is not None:
+            fallbacks = int(context.sum([fallbacks])[0])
+        if main:
+            rec.warn_fallback(fallbacks, request)
+        on_main(context, lambda: self._finish(num_chunks, schema))
+        return self.out
+
+    def _finish(self, num_chunks: int, schema: pa.Schema) -> None:
         self._concatenate(num_chunks, schema)
         shutil.rmtree(self.state_dir)
-        return self.out
 
     # ------------------------------------------------------------------ state
     def _fingerprint(self, users: np.ndarray, request: Any, size: int) -> dict[str, Any]:
@@ -168,8 +185,8 @@ def recommend_batch(recommender: Recommender, users: Iterable[Any] | str | Path,
                     out: str | Path, k: int = 100, chunk_size: int | None = None,
                     histories: HistoryLike | None = None, *, exclude_seen: bool = True,
                     filter_items: ItemFilter | None = None, restart: bool = False,
-                    progress: bool = True,
-                    on_chunk: Callable[[int], None] | None = None) -> Path:
+                    progress: bool = True, on_chunk: Callable[[int], None] | None = None,
+                    distributed: Any = None) -> Path:
     """Write top-``k`` lists of ``users`` to the Parquet file ``out``; resumable (see BatchJob).
 
     Args:
@@ -183,6 +200,9 @@ def recommend_batch(recommender: Recommender, users: Iterable[Any] | str | Path,
         restart: discard the state of an earlier, unfinished job for ``out``.
         progress: show a tqdm bar over chunks.
         on_chunk: called with each chunk's index once it is durably recorded.
+        distributed: a ``recft.train.distributed.Distributed``: the chunks are split over
+            the ranks (every rank calls this with the same arguments; ``out`` must be on a
+            file system every rank sees), and the output is the one a single process writes.
 
     Returns:
         ``out``.
@@ -195,7 +215,7 @@ def recommend_batch(recommender: Recommender, users: Iterable[Any] | str | Path,
         users = read_users(users)
     job = BatchJob(recommender, users, out, k=k, chunk_size=chunk_size, histories=histories,
                    exclude_seen=exclude_seen, filter_items=filter_items, progress=progress,
-                   on_chunk=on_chunk)
+                   on_chunk=on_chunk, distributed=distributed)
     return job.run(restart=restart)
 
 
