@@ -11,6 +11,7 @@ from recft.data.features import CategoricalFeature
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
+from recft.models.history_pooling import HISTORY_POOLINGS
 from recft.models.inputs import RESERVED_FEATURES
 from recft.models.text_path import check_text_config
 
@@ -43,6 +44,9 @@ class TwoTowerConfig(ConfigMixin):
     temperature: float = 0.03  # benchmarks/explore_ml100k.py: +2% valid NDCG@10 over 0.1 on 3 seeds
     use_history: bool = True  # mean-pool the user's recent items into the user tower
     max_history: int = 50  # most recent items pooled per user (training and serving)
+    # how the history is pooled: "mean" (a MEAN bag), or learned (recft.models.history_pooling):
+    # "attention" (queried by the user) or "transformer" (one encoder layer, then attention)
+    history_pooling: str = "mean"
     init_scale: float = 0.1  # tables start uniform in [-init_scale, init_scale]
     # "relu" reproduces towers imported from torchrec, whose MLP ends in a ReLU; recft's own
     # towers end linear so that dot products can take either sign
@@ -71,14 +75,23 @@ class TwoTowerConfig(ConfigMixin):
             if name in RESERVED_FEATURES:
                 raise ConfigError(f"feature name {name!r} is reserved ({RESERVED_FEATURES})")
         check_text_config(self.item_text, self.text_dim)
+        if self.history_pooling not in HISTORY_POOLINGS:
+            raise ConfigError(f"history_pooling must be one of {HISTORY_POOLINGS}, "
+                              f"got {self.history_pooling!r}")
+        if self.history_pooling != "mean" and (not self.use_history or self.item_text != "none"):
+            raise ConfigError(f"history_pooling={self.history_pooling!r} needs use_history "
+                              "and no item text (item_text='none'); use 'mean'")
 
     def to_dict(self) -> dict[str, Any]:
         """Field values; a model without text leaves the text fields out, so its config
-        (and its checkpoints' config.json) reads exactly as before text existed."""
+        (and its checkpoints' config.json) reads exactly as before text existed; so does
+        ``history_pooling`` when it is ``"mean"`` (a config without it loads as ``"mean"``)."""
         values = super().to_dict()
         if self.item_text == "none":
             for name in TEXT_FIELDS:
                 values.pop(name, None)
+        if self.history_pooling == "mean":
+            values.pop("history_pooling", None)
         return values
 
     @classmethod

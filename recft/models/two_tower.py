@@ -12,12 +12,19 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recft.config import ConfigError
 from recft.data.features import CategoricalFeature
 from recft.data.interactions import Interactions
 from recft.data.vocabulary import Vocabulary
 from recft.errors import DataError
 from recft.models.architecture import TwoTowerConfig, sized_config
 from recft.models.checkpoint import PretrainedMixin
+from recft.models.history_pooling import (
+    history_pooler,
+    lookup_history_rows,
+    padded_history,
+    pool_history,
+)
 from recft.models.inputs import (
     ITEM_HISTORY,
     ITEM_ID,
@@ -45,7 +52,7 @@ def _tower(in_size: int, layers: tuple[int, ...], dropout: float,
 
 
 class TwoTower(PretrainedMixin, nn.Module):
-    """User tower (id + mean-pooled recent items + user features) and item tower (id + item
+    """User tower (id + pooled recent items + user features) and item tower (id + item
     features), each an MLP over pooled torchrec embedding bags; optionally items read as
     text too (``config.item_text``, see ``recft.models.text_path``).
 
@@ -125,6 +132,9 @@ class TwoTower(PretrainedMixin, nn.Module):
                                  config.output_activation)
         self.item_tower = _tower(self.item_base_dim, config.tower_layers, config.dropout,
                                  config.output_activation)
+        # learned history pooling (dense layers); None in "mean" mode, the MEAN bag pools
+        self.history_pooler = history_pooler(config.history_pooling, dim, config.max_history,
+                                             config.dropout)
         # (weakref to history, item vocab, histories): see _histories
         self._history_cache: tuple[Any, Vocabulary, UserHistories] | None = None
 
@@ -170,7 +180,10 @@ class TwoTower(PretrainedMixin, nn.Module):
             ``user_base`` (B, user_base_dim) and ``item_base`` (B, item_base_dim).
         """
         users = self.user_ebc(user_features).to_dict()
-        items = self.item_ebc(item_features).to_dict()
+        if self.history_pooler is None:
+            items = self.item_ebc(item_features).to_dict()
+        else:
+            items = self._learned_history(users[USER_ID], item_features)
         user_blocks = [users[USER_ID]]
         if self.config.use_history:
             if self.reads_item_ids:
@@ -180,6 +193,18 @@ class TwoTower(PretrainedMixin, nn.Module):
                 user_blocks.append(self.item_text.pool(history.lengths(), history.values()))
         user_blocks += [users[name] for name in self.config.user_feature_sizes]
         return torch.cat(user_blocks, dim=1), self._item_blocks(items, item_features)
+
+    def _learned_history(self, user_ids: torch.Tensor,
+                         item_features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        """The item collection's pooled bags, with ``item_history`` pooled by the learned
+        ``history_pooler`` from the history items' own rows instead of a MEAN bag."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise ConfigError(f"history_pooling={self.config.history_pooling!r} does not run "
+                              "in sharded training (--nproc, torchrun); use 'mean' there")
+        items, rows = lookup_history_rows(self.item_ebc, item_features)
+        padded, mask, recency = padded_history(rows, item_features[ITEM_HISTORY].lengths())
+        items[ITEM_HISTORY] = pool_history(self.history_pooler, padded, mask, recency, user_ids)
+        return items
 
     def _item_blocks(self, items: dict[str, torch.Tensor],
                      item_features: KeyedJaggedTensor) -> torch.Tensor:
@@ -320,4 +345,4 @@ class TwoTower(PretrainedMixin, nn.Module):
             f", item_text={c.item_text} ({c.text_encoder}, {c.text_dim})"
         return (f"users={c.num_users:,}, items={c.num_items:,}, dim={c.embedding_dim}, "
                 f"towers={c.tower_layers}, history={c.max_history if c.use_history else 0}"
-                f"{text}")
+                f"{'' if c.history_pooling == 'mean' else ' (' + c.history_pooling + ')'}{text}")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recft.models.history_pooling import pool_history
 from recft.models.inputs import ITEM_ID, USER_ID
 
 INPUTS = [
@@ -88,8 +89,10 @@ class ExportedUserTower(nn.Module):
     def __init__(self, user_table: torch.Tensor, item_table: torch.Tensor,
                  features: list[FeatureBag], output: UserTowerOutput, use_history: bool,
                  max_history: int, normalize: bool, item_text_table: torch.Tensor | None = None,
-                 pool_item_ids: bool = True) -> None:
+                 pool_item_ids: bool = True, history_pooler: nn.Module | None = None) -> None:
         super().__init__()
+        # a learned pooler (TwoTowerConfig.history_pooling) replaces the mean of the rows
+        self.history_pooler = history_pooler
         self.register_buffer("user_table", user_table.detach().clone())
         self.register_buffer("item_table", item_table.detach().clone())
         # a text model's projected item texts, pooled like the id rows (text_path)
@@ -126,7 +129,8 @@ class ExportedUserTower(nn.Module):
         return cls(user_tables[USER_ID].weight, model.item_ebc.embedding_bags[ITEM_ID].weight,
                    features, output, config.use_history, config.max_history, config.normalize,
                    item_text_table=text_table,
-                   pool_item_ids=getattr(model, "reads_item_ids", True))
+                   pool_item_ids=getattr(model, "reads_item_ids", True),
+                   history_pooler=getattr(model, "history_pooler", None))
 
     def forward(self, user_rows: torch.Tensor, history: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,11 @@ class ExportedUserTower(nn.Module):
             seen_from_end = valid.long().flip([1]).cumsum(1).flip([1])
             keep = valid & (seen_from_end <= self.max_history)
             offsets = _bag_offsets(keep.long().sum(1))
-            if self.pool_item_ids:
+            if self.history_pooler is not None:  # the kept rows in place, holes masked
+                items = self.item_table[torch.where(keep, history, torch.zeros_like(history))]
+                blocks.append(pool_history(self.history_pooler, items, keep,
+                                           seen_from_end - 1, blocks[0]))
+            elif self.pool_item_ids:
                 blocks.append(F.embedding_bag(history[keep], self.item_table, offsets,
                                               mode="mean", include_last_offset=True))
             if self.has_text:
