@@ -86,7 +86,7 @@ def test_04_compare_records_every_strategy(pretrained, reports: Path) -> None:
     metrics = _metrics(result)
     strategies = {row["strategy"] for row in metrics["extra"]["rows"]}
     assert strategies == {"popularity", "ease", "itemknn", "ease-source", "itemknn-source",
-                          "scratch", "zero-shot", "frozen", "frozen+full", "adapters"}
+                          "scratch", "zero-shot", "frozen", "frozen+full", "adapters", "blend"}
     assert all(row["ci95"]["ndcg@10"][0] <= row["metrics"]["ndcg@10"] <= row["ci95"]["ndcg@10"][1]
                for row in metrics["extra"]["rows"])
     assert all(0 <= v <= 1 for v in metrics["metrics"].values())
