@@ -130,7 +130,26 @@ def target_scorer(model: nn.Module, target: Interactions, init: str = "feature_m
 
 
 def zero_shot(model: nn.Module, target: Interactions, init: str = "feature_mean",
-              user_init: str = "zeros") -> TargetScorer:
+              user_init: str = "zeros", through_text: str | bool = "auto") -> nn.Module:
     """The pretrained model, untouched, scoring the target domain: the "zero-shot" row of
-    every comparison (``target_scorer`` of a base checkpoint)."""
-    return target_scorer(model, target, init=init, user_init=user_init)
+    every comparison.
+
+    For most bases that is ``target_scorer``: the base's own towers. A base that reads item
+    text and knows none of the target's items (movies -> music) is scored through its text
+    space instead (``recft.finetune.cross_domain.TextHistoryScorer``: users are the mean
+    projected text of their history, plus the target's log-popularity), because its towers
+    read those items through id rows that carry nothing.
+
+    Args:
+        through_text: ``"auto"`` (the rule above), ``True`` (the text scorer; the base
+            must read text) or ``False`` (the towers, whatever the base).
+    """
+    scorer = target_scorer(model, target, init=init, user_init=user_init)
+    if through_text == "auto":
+        through_text = (getattr(model, "item_text", None) is not None
+                        and scorer.alignment.counts["items"]["matched"] == 0)
+    if not through_text:
+        return scorer
+    from recft.finetune.cross_domain import TextHistoryScorer
+
+    return TextHistoryScorer(scorer.model, scorer.alignment, target)
