@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -24,6 +25,10 @@ from recft.models.inputs import ITEM_ID, USER_ID, item_features_kjt, user_featur
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 from recft.serving.user_tower import export_user_tower
 from recft.train import PretrainConfig, pretrain
+from recft.train.batches import BatchBuilder
+from recft.train.distributed import Distributed
+from recft.train.optimizers import OptimizerSettings
+from recft.train.sharded_optimizers import ShardedOptimizers
 
 LEARNED = ("attention", "transformer")
 
@@ -198,18 +203,32 @@ def test_unsupported_settings_are_refused(settings: dict) -> None:
         TwoTowerConfig(**settings)
 
 
-def test_sharded_training_is_refused(train: Interactions, trained: dict[str, TwoTower],
-                                     tmp_path) -> None:
-    """Under a process group (--nproc, torchrun) the collections are sharded and the
-    per-item lookup is not supported: a one-line ConfigError, not a wrong model."""
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/group",
-                                         rank=0, world_size=1)
+def test_sharded_training_is_refused(train: Interactions, monkeypatch) -> None:
+    """Tables sharded by DMP (--nproc, torchrun; here one rank) refuse the learned pooling
+    with a one-line ConfigError; a plain model in the same process group still scores
+    (``recft evaluate --nproc`` ranks with whole models)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "GLOO_SOCKET_IFNAME": "lo"}.items():
+        monkeypatch.setenv(key, value)
+    torch.manual_seed(0)
+    config = TwoTowerConfig(embedding_dim=8, tower_layers=(8,), history_pooling="attention")
+    plain = TwoTower(config, train.user_vocab, train.item_vocab)
+    sharded = copy.deepcopy(plain)
+    context = Distributed.from_environment()
     try:
+        ShardedOptimizers(sharded, OptimizerSettings("rowwise_adagrad", 0.05, "adam", 1e-3,
+                                                     0.0), context=context)
+        batch = BatchBuilder.for_model(sharded, train, batch_size=8).build(
+            np.arange(8), np.random.default_rng(0))
         with pytest.raises(ConfigError, match="sharded training"):
-            trained["attention"].score_users(np.array([0]), train)
-        trained["mean"].score_users(np.array([0]), train)  # mean runs as before
+            sharded(batch.user_features, batch.item_features)
+        assert torch.isfinite(plain.score_users(np.array([0]), train)).all()
     finally:
-        torch.distributed.destroy_process_group()
+        context.close()
 
 
 def test_finetuning_trains_the_pooler_and_the_result_reloads(synthetic_pair, tmp_path) -> None:

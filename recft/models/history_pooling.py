@@ -60,6 +60,13 @@ def lookup_history_rows(collection: nn.Module, item_features: KeyedJaggedTensor,
     return bags, pooled[ITEM_HISTORY][batch:]
 
 
+def is_sharded(collection: nn.Module) -> bool:
+    """True for a collection torchrec's DMP has sharded (sharded training, ``--nproc``):
+    its lookups are split over ranks, and the per-item lookup is not supported there."""
+    return any(type(m).__module__.startswith("torchrec.distributed")
+               for m in collection.modules())
+
+
 def padded_history(rows: torch.Tensor, lengths: torch.Tensor,
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Jagged history rows ``(N, D)`` with ``lengths (B,)`` as ``(B, L, D)`` items, a
@@ -147,4 +154,4 @@ def pool_history(pooler: nn.Module, items: torch.Tensor, mask: torch.Tensor,
 
 
 __all__ = ["AttentionPooling", "HISTORY_POOLINGS", "TransformerPooling", "history_pooler",
-           "lookup_history_rows", "padded_history", "pool_history"]
+           "is_sharded", "lookup_history_rows", "padded_history", "pool_history"]

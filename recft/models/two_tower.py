@@ -21,6 +21,7 @@ from recft.models.architecture import TwoTowerConfig, sized_config
 from recft.models.checkpoint import PretrainedMixin
 from recft.models.history_pooling import (
     history_pooler,
+    is_sharded,
     lookup_history_rows,
     padded_history,
     pool_history,
@@ -198,7 +199,7 @@ class TwoTower(PretrainedMixin, nn.Module):
                          item_features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
         """The item collection's pooled bags, with ``item_history`` pooled by the learned
         ``history_pooler`` from the history items' own rows instead of a MEAN bag."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if is_sharded(self.item_ebc):
             raise ConfigError(f"history_pooling={self.config.history_pooling!r} does not run "
                               "in sharded training (--nproc, torchrun); use 'mean' there")
         items, rows = lookup_history_rows(self.item_ebc, item_features)
