@@ -50,6 +50,10 @@ from recft.train import PretrainConfig, pretrain
 
 RESULTS = Path(__file__).parent / "results" / "explore_ml100k.json"
 METRIC = "ndcg@10"
+# the candidate equal to the shipped defaults, and those built on top of it (compared with
+# it, seed by seed, under the main table)
+SHIPPED = "temp0.03_longer"
+ON_SHIPPED = ("attention", "attention_history200", "transformer")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,20 @@ CANDIDATES: dict[str, Candidate] = {  # in the order they are run: most promisin
     "dropout0.3": Candidate("tower dropout 0.3", {"dropout": 0.3}),
     "history_only_user": Candidate("user tower from history (+ features) only: "
                                    "user_id_dropout 1", pretrain={"user_id_dropout": 1.0}),
+    # learned history pooling (recft.models.history_pooling) on top of the shipped defaults,
+    # pinned like temp0.03_longer (= the shipped defaults), the row to compare them with
+    "attention": Candidate("attention pooling of the history (queried by the user), "
+                           "temperature 0.03, epochs 60, patience 6",
+                           {"temperature": 0.03, "history_pooling": "attention"},
+                           {"epochs": 60, "patience": 6}),
+    "attention_history200": Candidate(
+        "attention pooling of the 200 most recent items, temperature 0.03, epochs 60, "
+        "patience 6", {"temperature": 0.03, "history_pooling": "attention", "max_history": 200},
+        {"epochs": 60, "patience": 6}),
+    "transformer": Candidate("one transformer layer over the history in order, then "
+                             "attention pooling, temperature 0.03, epochs 60, patience 6",
+                             {"temperature": 0.03, "history_pooling": "transformer"},
+                             {"epochs": 60, "patience": 6}),
 }
 
 
@@ -205,6 +223,15 @@ def format_tables(results: dict[str, Any]) -> str:
                       f"{runs['defaults'][s]['blend_valid'] - results['ease'][s]['valid']:+.4f}"
                       for s in seeds) + "; defaults alone minus EASE " + "/".join(
                       f"{runs['defaults'][s]['valid'] - results['ease'][s]['valid']:+.4f}"
+                      for s in seeds)]
+    shipped = runs.get(SHIPPED, {})
+    for name in (n for n in ON_SHIPPED if n in runs and shipped):
+        seeds = sorted(set(runs[name]) & set(shipped))
+        lines += ["", f"{name} minus {SHIPPED} (the shipped defaults), valid NDCG@10 per seed "
+                  f"({', '.join(seeds)}): " + "/".join(
+                      f"{runs[name][s]['valid'] - shipped[s]['valid']:+.4f}" for s in seeds)
+                  + "; blends: " + "/".join(
+                      f"{runs[name][s]['blend_valid'] - shipped[s]['blend_valid']:+.4f}"
                       for s in seeds)]
     for name, seeds in results.get("final", {}).items():
         lines += ["", f"test NDCG@10, {name} (seeds {', '.join(seeds)}):",
