@@ -28,7 +28,8 @@ from recft.train.optimizers import OptimizerSettings, Optimizers
 from recft.train.rank_batches import RankBatches, rank_slice, slice_batch
 from recft.train.sharded_optimizers import ShardedOptimizers
 
-from distributed_serving_cases import case_serving  # noqa: E402 (tests/ is sys.path[0])
+from distributed_finetune_cases import case_finetune_resume  # noqa: E402 (tests/ is sys.path[0])
+from distributed_serving_cases import case_serving  # noqa: E402
 
 TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
 # every type at once: row-wise next to data-parallel in the item collection, column-wise
@@ -178,7 +179,8 @@ def sharded_pretrain(context: Distributed, out: Path, label: str, epochs: int,
 
 def case_training(context: Distributed, out: Path, _: str) -> dict:
     """A sharded pretraining of 2 epochs (rank 0 writes its portable checkpoint to
-    ``out/checkpoint``), then the same run killed after epoch 1 and resumed."""
+    ``out/checkpoint``), then the same run killed after epoch 1 and resumed; then a sharded
+    fine-tuning of that checkpoint, whole and stopped / resumed twice."""
     model, whole = sharded_pretrain(context, out, "whole", epochs=2)
     if context.is_main:
         model.save_pretrained(out / "checkpoint", training={"history": whole.to_dict()})
@@ -186,8 +188,10 @@ def case_training(context: Distributed, out: Path, _: str) -> dict:
     _, first = sharded_pretrain(context, out, "first", epochs=1, resume_dir=resume)
     saved = sorted(str(p.relative_to(resume)) for p in resume.rglob("*") if p.is_file())
     _, second = sharded_pretrain(context, out, "resumed", epochs=2, resume_dir=resume)
+    context.barrier()  # rank 0 has written the checkpoint the fine-tuning starts from
     return {"whole_loss": whole.loss, "first_loss": first.loss, "resumed_loss": second.loss,
-            "examples": whole.examples_seen, "saved": saved}
+            "examples": whole.examples_seen, "saved": saved,
+            **case_finetune_resume(context, out, out / "checkpoint")}
 
 
 def case_mechanics(context: Distributed, out: Path, checkpoint: str) -> dict:

@@ -242,6 +242,22 @@ def test_sharded_resume_ends_with_the_weights_of_an_uninterrupted_run(training):
             assert torch.equal(whole[name], resumed[name]), name
 
 
+def test_sharded_finetune_resumes_to_the_weights_of_an_uninterrupted_run(training):
+    """Frozen (1 epoch) then full (2 epochs), row- and column-wise tables: stopped right
+    after the first between-stages save, resumed at the full stage and stopped after its
+    first epoch's save, resumed for the last epoch: the uninterrupted run's weights and
+    losses, bit for bit, on both ranks."""
+    _, results = training
+    for found in results:
+        assert found["finetune_stops"] == [[1, False], [1, True]]
+        assert found["finetune_epochs_after_resume"] == 1  # the last epoch only
+        assert found["finetune_keys_equal"] and found["finetune_finite"]
+        assert found["finetune_moved"] > 1e-3  # the fine-tuning did change the weights
+        assert found["finetune_diff"] == 0.0
+        whole, resumed = found["finetune_losses"]
+        assert whole == resumed and [len(stage) for stage in whole] == [1, 2]
+
+
 def test_worker_command_line_drops_the_launcher_flags():
     from recft.cli import build_parser
 

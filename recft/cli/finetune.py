@@ -110,8 +110,7 @@ def _finetune(args: argparse.Namespace) -> int:
     result = finetune(model, parts.train, recipe, valid=parts.valid,
                       valid_history=parts.known("valid"), base=args.checkpoint,
                       progress=not args.quiet, verbose=not args.quiet,
-                      # sharded fine-tuning does not resume yet (README, Scale-out)
-                      resume_dir=resume_dir if context is None else None,
+                      resume_dir=resume_dir,  # sharded: a DCP state the same --nproc resumes
                       distributed=context, sharding=parse_sharding(args.sharding))
     if context is not None and not context.is_main:
         return 0  # rank 0 evaluates and writes the (gathered, portable) checkpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from recft.config import ConfigError
 from recft.data.interactions import Interactions
 from recft.errors import DataError
 from recft.finetune.recipe import Recipe
@@ -134,8 +134,10 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
         distributed: run as one rank of a torchrun job: every stage's tables are sharded by
             torchrec's DMP (``sharding``: table -> type, as for ``pretrain``), each rank
             trains on its slice of global batches ``world_size`` times the recipe's batch
-            size; every rank ends with the whole fine-tuned model. Not resumable yet:
-            ``resume_dir`` is refused.
+            size; every rank ends with the whole fine-tuned model. ``resume_dir`` then
+            holds a sharded state (``recft.finetune.sharded_resume``; the same process
+            count resumes it), except for recipes with gradual unfreezing (not resumable
+            sharded yet: run without resume state, with a warning).
 
     Returns:
         A FineTuneResult; ``result.scorer()`` evaluates in target ids.
@@ -148,12 +150,21 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
         result.save("runs/finetuned")
     """
     recipe = recipe or Recipe.default()
-    if distributed is not None and resume_dir is not None:
-        raise ConfigError("sharded fine-tuning is not resumable yet: pass resume_dir=None "
-                          "(recft finetune --nproc does)")
-    resume = None
+    if distributed is not None and resume_dir is not None and any(
+            stage.gradual_unfreeze_every for stage in recipe.stages):
+        # a widened stage's new fused optimizer state is not in the sharded state yet
+        logging.getLogger("recft").warning("sharded fine-tuning with gradual unfreezing is not "
+                                           "resumable yet: running without %s", resume_dir)
+        resume_dir = None
+    resume: Any = None
     if resume_dir is not None:  # fingerprint the base before it is modified below
-        resume = FinetuneResume(resume_dir, fingerprint(model, recipe, train, valid, base))
+        identity = fingerprint(model, recipe, train, valid, base)
+        if distributed is None:
+            resume = FinetuneResume(resume_dir, identity)
+        else:
+            from recft.finetune.sharded_resume import ShardedFinetuneResume
+
+            resume = ShardedFinetuneResume(resume_dir, identity, distributed)
     torch.manual_seed(recipe.seed)
     _unfuse(model)
     roles = ParameterRoles.of(model)
@@ -193,11 +204,15 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
             def save(state, finished=finished):  # after an epoch, or every N seconds
                 resume.save_stage(finished, state)
 
+        sharded_resume = None
+        if resume is not None and distributed is not None:  # once the stage is sharded
+            sharded_resume = resume.stage(index, finished, resuming=start is not None)
+            start, save = None, None
         histories.append(run_stage(model, stage, builder, objective, roles, seed=recipe.seed,
                                    epoch_offset=offset, validate=validate, progress=progress,
                                    verbose=verbose and (distributed is None or distributed.is_main),
                                    start=start, save=save, distributed=distributed,
-                                   sharding=sharding))
+                                   sharding=sharding, sharded_resume=sharded_resume))
         offset += stage.epochs
         if resume is not None:
             resume.save_between(model, histories)  # the stage's end, best weights restored

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -72,7 +72,9 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
               validate: Validator | None = None, progress: bool = True, verbose: bool = False,
               start: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
               device: str = "cpu", distributed: Distributed | None = None,
-              sharding: Mapping[str, str] | None = None) -> History:
+              sharding: Mapping[str, str] | None = None,
+              sharded_resume: Callable[[Any], tuple[LoopState | None, Any]] | None = None
+              ) -> History:
     """Train ``model`` for one stage (in place) on ``fit`` and return its history.
 
     Frozen parameters get no gradient and no optimizer state (``set_trainable``); trainable
@@ -90,6 +92,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
         start / save: resumable state, as in ``fit``.
         distributed / sharding: run as one rank of a torchrun job, tables sharded by DMP
             (``recft.train.sharded_optimizers``); ``builder`` makes the global batches.
+        sharded_resume: sharded, ``start`` and ``save`` come from this hook, given the
+            stage's sharded optimizers (``ShardedFinetuneResume.stage``).
     """
     options = {"freeze_tower_layers": stage.freeze_tower_layers,
                "train_only_new_rows": stage.train_only_new_rows}
@@ -115,6 +119,8 @@ def run_stage(model: nn.Module, stage: Stage, builder: BatchBuilder, objective: 
                                        roles=roles, masked_rows=report.masked_rows)
         distributed.seed_rank(seed + epoch_offset)
         progress = progress and distributed.is_main
+        if sharded_resume is not None:
+            start, save = sharded_resume(optimizers)
 
     def widen(epoch: int) -> int:
         every, released = stage.gradual_unfreeze_every, widest["released"]

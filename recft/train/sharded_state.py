@@ -34,11 +34,13 @@ _RNG_PREFIX = "rng/"
 
 
 def save_sharded_state(resume_dir: str | Path, context: Distributed, state: LoopState,
-                       identity: dict[str, Any]) -> None:
-    """Write ``resume_dir/state/`` from every rank (a collective)."""
+                       identity: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """Write ``resume_dir/state/`` from every rank (a collective); ``extra``: JSON the
+    caller reads back with ``saved_meta`` (fine-tuning's finished stages)."""
     target = Path(resume_dir) / STATE_DIR
     tensors = _rank_keys(state.tensors, context.rank)
-    meta = {"identity": identity, "loop": state.meta, "world_size": context.world_size}
+    meta = {"identity": identity, "loop": state.meta, "world_size": context.world_size,
+            "extra": extra}
     rng_per_rank = _gather_objects(context, state.meta.get("rng"))
     if not context.is_main:
         staging = context.broadcast_object(None)
@@ -58,7 +60,7 @@ def load_sharded_state(resume_dir: str | Path, context: Distributed, identity: d
     (``model/``, ``optim/`` entries of the freshly sharded run), or None when there is
     none. Every rank gets the same answer, or the same ``CheckpointError``."""
     target = Path(resume_dir) / STATE_DIR
-    meta = context.on_main(lambda: _check(target, resume_dir, identity, context.world_size))
+    meta = context.on_main(lambda: _check(target, resume_dir, context.world_size, identity))
     if meta is None:
         return None
     shards = target / SHARDS_DIR
@@ -86,25 +88,38 @@ def load_sharded_state(resume_dir: str | Path, context: Distributed, identity: d
 
 
 def sharded_resume(resume_dir: str | Path, context: Distributed, optimizers: Any,
-                   identity: dict[str, Any]) -> tuple[LoopState | None, Any]:
+                   identity: dict[str, Any], *, load: bool = True,
+                   extra: dict[str, Any] | None = None) -> tuple[LoopState | None, Any]:
     """``fit``'s ``start`` and ``save`` for a sharded run resumable in ``resume_dir``.
 
     ``optimizers`` is the run's ``ShardedOptimizers`` (already sharded): its plan is part of
-    the identity a resumed run must match.
+    the identity a resumed run must match. ``load=False``: a fresh start whatever the
+    folder holds (its state is replaced at the first save); ``extra``: saved with every
+    state (``save_sharded_state``).
     """
     identity = json.loads(json.dumps({**identity, "sharding": optimizers.tables.summary}))
-    targets = {f"model/{k}": v for k, v in optimizers.model_state().items()}
-    targets.update({f"optim/{k}": v for k, v in optimizers.state_tensors()[0].items()})
-    start = load_sharded_state(resume_dir, context, identity, targets)
+    start = None
+    if load:
+        targets = {f"model/{k}": v for k, v in optimizers.model_state().items()}
+        targets.update({f"optim/{k}": v for k, v in optimizers.state_tensors()[0].items()})
+        start = load_sharded_state(resume_dir, context, identity, targets)
 
     def save(state: LoopState) -> None:
-        save_sharded_state(resume_dir, context, state, identity)
+        save_sharded_state(resume_dir, context, state, identity, extra)
 
     return start, save
 
 
-def _check(target: Path, resume_dir: str | Path, identity: dict[str, Any],
-           world_size: int) -> dict[str, Any] | None:
+def saved_meta(resume_dir: str | Path, context: Distributed) -> dict[str, Any] | None:
+    """``state.json`` of the sharded state in ``resume_dir`` (checksums verified, written by
+    this many processes), the same on every rank; None when there is none. Its
+    ``identity`` is left to the caller to compare."""
+    target = Path(resume_dir) / STATE_DIR
+    return context.on_main(lambda: _check(target, resume_dir, context.world_size))
+
+
+def _check(target: Path, resume_dir: str | Path, world_size: int,
+           identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
     recover_directory(target)
     if not target.is_dir():
         return None
@@ -123,6 +138,8 @@ def _check(target: Path, resume_dir: str | Path, identity: dict[str, Any],
         raise CheckpointError(f"{where} was written by {meta['world_size']} processes, not "
                               f"{world_size}: rerun with --nproc {meta['world_size']}")
     saved = meta.get("identity", {})
+    if identity is None:
+        return meta
     changed = sorted(k for k in set(identity) | set(saved) if identity.get(k) != saved.get(k))
     if changed:
         raise CheckpointError(f"{where} was written with different {changed}; use another "
@@ -150,4 +167,4 @@ def _gather_objects(context: Distributed, value: Any) -> list[Any]:
     return gathered
 
 
-__all__ = ["load_sharded_state", "save_sharded_state", "sharded_resume"]
+__all__ = ["load_sharded_state", "save_sharded_state", "saved_meta", "sharded_resume"]
