@@ -6,13 +6,17 @@ ml-latest-small and lastfm-2k: the ``synthetic``, ``movies`` and ``music`` prese
 datasets get namespaced ids (``recft.finetune.cross_domain.namespaced``) so that a movie and
 an artist never share an id by accident. Per target, with 10% of its training interactions:
 
-- the quick score: ``rank_checkpoints`` on that 10% (a sample of up to ``--users`` users,
-  zero-shot + a short frozen probe), and its wall time;
+- the quick score: ``rank_checkpoints`` on that 10% (a sample of up to ``--users`` users:
+  zero-shot NDCG@10, readable share, and a frozen probe when ``--probe-epochs`` > 0);
 - the outcome: a full ``Recipe.default()`` fine-tuning (frozen -> full) of every base on
-  that 10%, test NDCG@10 on the target's test part, and its wall time.
+  that 10%, test NDCG@10 on the target's test part.
 
-Reported: per target the Spearman correlation between the probe score and the outcome,
-whether the top pick is the best base, and quick time / fine-tuning time.
+Reported: per target the Spearman correlation between the quick ranking and the outcome,
+whether the top pick is the best base, and the compute of the quick scores over that of
+the fine-tunings, in CPU seconds of this process (the compute spent: on a shared machine
+other jobs stretch the wall time, also reported, but not the CPU time) and wall seconds.
+``--outcomes FILE`` reuses a previous run's fine-tunings (outcomes and their compute) to try
+another quick-score setting without fine-tuning everything again.
 
     RECFT_DATA_DIR=/work/shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rank_checkpoints.py
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,6 +71,36 @@ def fraction_of(train: Interactions, share: float, seed: int) -> Interactions:
     return train.subset(np.flatnonzero(keep))
 
 
+class Clock:
+    """Wall and CPU seconds of a block (CPU: this process's, all threads: the compute spent,
+    which other jobs on a shared machine do not inflate as they do the wall time)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def figures(self) -> dict[str, float]:
+        return {"cpu_seconds": round(self.cpu, 2), "wall_seconds": round(self.wall, 2)}
+
+
+def finetuned_outcomes(folders: dict[str, Path], train: Interactions, parts: Any,
+                       weighting: str, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Test NDCG@10 of a full frozen -> full fine-tuning of every base, and its compute."""
+    outcome: dict[str, float] = {}
+    with Clock() as clock:
+        for name, folder in folders.items():
+            result = finetune(load_pretrained(folder), train,
+                              Recipe.default(seed=seed, sample_weighting=weighting),
+                              valid=parts.valid, progress=False)
+            metrics = evaluate(result.scorer(), parts.test, exclude=parts.known("test"),
+                               history=train, ks=(10,), metrics=("ndcg",))
+            outcome[name] = float(metrics["ndcg@10"])
+    return outcome, clock.figures()
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     ranks = [np.argsort(np.argsort(x)).astype(float) for x in (a, b)]
     return float(np.corrcoef(*ranks)[0, 1])
@@ -77,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/rank_checkpoints"))
     parser.add_argument("--epochs", type=int, default=10, help="pretraining epochs per base")
     parser.add_argument("--users", type=int, default=300, help="users in the quick sample")
+    parser.add_argument("--probe-epochs", type=int, default=0)
+    parser.add_argument("--outcomes", type=Path, default=None,
+                        help="reuse the fine-tuned outcomes (and their compute) of a previous "
+                             "results file instead of fine-tuning every base again")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="pretrain the bases into --work and stop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bases, targets = domains(args.seed)
@@ -94,45 +135,53 @@ def main(argv: list[str] | None = None) -> int:
                                                            user_id_dropout=0.5, seed=args.seed))
         model.save_pretrained(folders[name], training={"dataset": source.name})
         print(f"pretrained {name}", flush=True)
+    if args.pretrain_only:
+        return 0
+    previous = json.loads(args.outcomes.read_text()) if args.outcomes else None
     results = []
     for target_name, target in targets.items():
         parts = split(target, "random:0.8,0.1,0.1", seed=args.seed)
         train = fraction_of(parts.train, FRACTION, args.seed)
         weighting = "log1p" if target_name == "music" else "none"
-        started = time.perf_counter()
-        quick = rank_checkpoints(list(folders.values()), train, max_users=args.users,
-                                 seed=args.seed, sample_weighting=weighting)
-        quick_seconds = time.perf_counter() - started
-        probe = {Path(s.checkpoint).name: s.probe["ndcg@10"] for s in quick}
-        outcome: dict[str, float] = {}
-        full_seconds = 0.0
-        for name, folder in folders.items():
-            started = time.perf_counter()
-            result = finetune(load_pretrained(folder), train,
-                              Recipe.default(seed=args.seed, sample_weighting=weighting),
-                              valid=parts.valid, progress=False)
-            metrics = evaluate(result.scorer(), parts.test, exclude=parts.known("test"),
-                               history=train, ks=(10,), metrics=("ndcg",))
-            full_seconds += time.perf_counter() - started
-            outcome[name] = float(metrics["ndcg@10"])
-            print(f"[{target_name}] {name}: probe {probe[name]:.4f}  fine-tuned "
+        with Clock() as quick_clock:
+            quick = rank_checkpoints(list(folders.values()), train, max_users=args.users,
+                                     probe_epochs=args.probe_epochs, seed=args.seed,
+                                     sample_weighting=weighting)
+        quick_rank = {Path(s.checkpoint).name: s.rank for s in quick}  # 1: fine-tune this
+        if previous is not None:
+            done = next(r for r in previous["targets"] if r["target"] == target_name)
+            outcome, full = done["finetuned_ndcg@10"], done["finetune"]
+        else:
+            outcome, full = finetuned_outcomes(folders, train, parts, weighting, args.seed)
+        for name in folders:
+            print(f"[{target_name}] {name}: quick rank {quick_rank[name]}  fine-tuned "
                   f"{outcome[name]:.4f}", flush=True)
         names = list(folders)
         row: dict[str, Any] = {
-            "target": target_name, "probe_ndcg@10": probe, "finetuned_ndcg@10": outcome,
-            "spearman": spearman([probe[n] for n in names], [outcome[n] for n in names]),
-            "top_pick": quick[0].checkpoint and Path(quick[0].checkpoint).name,
+            "target": target_name, "quick_rank": quick_rank, "finetuned_ndcg@10": outcome,
+            "quick_scores": {Path(s.checkpoint).name: s.to_dict() for s in quick},
+            "spearman": spearman([-quick_rank[n] for n in names], [outcome[n] for n in names]),
+            "top_pick": Path(quick[0].checkpoint).name,
             "best_base": max(outcome, key=outcome.get),
-            "quick_seconds": round(quick_seconds, 1), "finetune_seconds": round(full_seconds, 1),
+            "quick": quick_clock.figures(), "finetune": full,
         }
-        row["compute_share"] = round(quick_seconds / full_seconds, 3)
+        row["compute_share"] = round(row["quick"]["cpu_seconds"] / full["cpu_seconds"], 3)
         results.append(row)
         print(json.dumps(row), flush=True)
+    total = {clock: {kind: round(sum(r[clock][kind] for r in results), 1)
+                     for kind in ("cpu_seconds", "wall_seconds")}
+             for clock in ("quick", "finetune")}
     summary = {"fraction": FRACTION, "seed": args.seed, "sample_users": args.users,
+               "probe_epochs": args.probe_epochs,
                "mean_spearman": float(np.mean([r["spearman"] for r in results])),
+               "min_spearman": float(np.min([r["spearman"] for r in results])),
                "top_pick_is_best": sum(r["top_pick"] == r["best_base"] for r in results),
-               "compute_share": round(sum(r["quick_seconds"] for r in results)
-                                      / sum(r["finetune_seconds"] for r in results), 3),
+               "compute_share_cpu": round(total["quick"]["cpu_seconds"]
+                                          / total["finetune"]["cpu_seconds"], 3),
+               "compute_share_wall": round(total["quick"]["wall_seconds"]
+                                           / total["finetune"]["wall_seconds"], 3),
+               "seconds": total, "load_average": os.getloadavg(),
+               "outcomes_from": str(args.outcomes) if args.outcomes else "this run",
                "targets": results}
     atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "targets"}))

@@ -10,7 +10,13 @@ import torch
 
 from recft.data import synthetic
 from recft.errors import DataError
-from recft.finetune.checkpoint_choice import rank_checkpoints, ranking_table, sample_users
+from recft.data import Interactions
+from recft.finetune.checkpoint_choice import (
+    known_items,
+    rank_checkpoints,
+    ranking_table,
+    sample_users,
+)
 from recft.models.two_tower import TwoTower, TwoTowerConfig
 from recft.train import PretrainConfig, pretrain
 
@@ -47,6 +53,42 @@ def test_the_base_that_learned_the_domain_ranks_first(bases) -> None:
     assert all(s.seconds > 0 and s.details["probe_examples"] > 0 for s in scores)
     table = ranking_table(scores)
     assert table.splitlines()[1].split()[0] == "1" and table.splitlines()[1].endswith("trained")
+
+
+def test_without_a_probe_zero_shot_ranks_and_the_readable_share_breaks_ties(bases) -> None:
+    folder, target = bases
+    scores = rank_checkpoints([folder / "untrained", folder / "trained"], target,
+                              max_users=200)  # default: no probe
+    assert [s.checkpoint for s in scores] == [str(folder / "trained"), str(folder / "untrained")]
+    assert all(s.probe == {} and "probe_examples" not in s.details for s in scores)
+    assert all(s.readable == 1.0 for s in scores)  # the target's items share ids with both
+    assert ranking_table(scores).splitlines()[1].split()[2] == "-"  # no probe column value
+    # a target of items no base knows: zero-shot ranks nothing, readability decides
+    foreign = Interactions.from_raw(np.repeat(np.arange(30), 4),
+                                    np.arange(120) % 40 + 10_000, name="foreign")
+    ranked = rank_checkpoints([folder / "trained"], foreign, max_users=30)
+    assert ranked[0].zero_shot["ndcg@10"] >= 0 and ranked[0].readable == 0.0
+
+
+def test_readable_items_are_those_known_by_id_or_by_a_feature_value(bases) -> None:
+    import dataclasses
+
+    from recft.data.features import CategoricalFeature, EntityFeatures
+    from recft.models.checkpoint import load_pretrained
+
+    folder, target = bases
+    base = load_pretrained(folder / "trained")
+    assert known_items(base, target).all()  # same domain: every item known by id
+    name, feature = next(iter(base.item_features.items()))
+    a_known_value = feature.vocab.ids[0]
+    # four items no base has seen: a known value, an unknown one, both, none
+    lists = [[a_known_value], ["never-seen"], ["never-seen", a_known_value], []]
+    foreign = Interactions.from_raw(np.array([0, 0, 1, 1]), np.array([900, 901, 902, 903]),
+                                    name="foreign")
+    foreign = dataclasses.replace(foreign, item_features=EntityFeatures(
+        {name: CategoricalFeature.from_lists(lists, name=name),
+         "a feature the base lacks": CategoricalFeature.from_lists([["x"]] * 4)}))
+    assert known_items(base, foreign).tolist() == [True, False, True, False]
 
 
 def test_the_sample_is_seeded_and_keeps_whole_users(bases) -> None:

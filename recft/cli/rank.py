@@ -14,18 +14,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rank-checkpoints",
         help="rank candidate base checkpoints for a target before fine-tuning any",
         description="Score every base on one seeded sample of the target's users: zero-shot "
-        "NDCG@10, then NDCG@10 after a short frozen stage (the probe); print the bases "
-        "ranked by the probe, with the time taken (recft.finetune.checkpoint_choice).",
+        "NDCG@10 and the share of the sample's interactions whose item the base can read "
+        "(by id, text or a known feature value), optionally NDCG@10 after a short frozen "
+        "stage (--probe-epochs); print the bases ranked, with the time taken "
+        "(recft.finetune.checkpoint_choice).",
         epilog="example: recft rank-checkpoints --checkpoints runs/movies runs/music "
         "runs/synthetic --dataset lastfm-2k --users 500",
     )
     parser.add_argument("--checkpoints", nargs="+", required=True, metavar="DIR",
                         help="candidate base checkpoint directories")
     add_dataset_args(parser)
-    parser.add_argument("--users", type=int, default=500, metavar="N",
-                        help="target users in the sample (default 500)")
-    parser.add_argument("--probe-epochs", type=int, default=2, metavar="N",
-                        help="epochs of the frozen probe stage (default 2)")
+    parser.add_argument("--users", type=int, default=300, metavar="N",
+                        help="target users in the sample (default 300)")
+    parser.add_argument("--probe-epochs", type=int, default=0, metavar="N",
+                        help="epochs of a frozen probe stage per base (default 0: none; it "
+                        "costs about a fine-tuning's fixed overheads)")
     parser.add_argument("--weighting", choices=["none", "log1p"], default="none",
                         help="example weights of the probe (log1p for play counts)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and probe")
