@@ -298,7 +298,18 @@ def test_recft_pretrain_nproc_2_writes_a_checkpoint_with_its_plan(tmp_path):
     assert not out.with_name("base.resume").exists()  # superseded by the checkpoint
     from recft.models.checkpoint import load_pretrained
 
-    assert load_pretrained(out).config.embedding_dim == 16
+    model = load_pretrained(out)
+    assert model.config.embedding_dim == 16
+    # the test metrics were ranked by both processes, each for its share of the users:
+    # the same figures as one process ranking every user of the saved checkpoint
+    from recft.data import load, split
+    from recft.evaluate import evaluate
+
+    parts = split(load("synthetic:tiny"), "random:0.8,0.1,0.1", seed=0)
+    known = parts.known("test")
+    alone = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)
+    assert summary["metrics"]["ndcg@10"] == pytest.approx(alone["ndcg@10"], abs=1e-6)
+    assert summary["metrics"]["coverage@20"] == pytest.approx(alone["coverage@20"], abs=1e-6)
 
 
 def test_more_processes_than_cores_is_a_one_line_error(tmp_path, capsys):

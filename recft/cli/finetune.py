@@ -112,10 +112,11 @@ def _finetune(args: argparse.Namespace) -> int:
                       progress=not args.quiet, verbose=not args.quiet,
                       resume_dir=resume_dir,  # sharded: a DCP state the same --nproc resumes
                       distributed=context, sharding=parse_sharding(args.sharding))
+    known = parts.known("test")  # every rank ranks the catalog for its share of test users
+    metrics = evaluate(result.scorer(), parts.test, exclude=known, history=known, segments=True,
+                       distributed=context)
     if context is not None and not context.is_main:
-        return 0  # rank 0 evaluates and writes the (gathered, portable) checkpoint
-    known = parts.known("test")
-    metrics = evaluate(result.scorer(), parts.test, exclude=known, history=known, segments=True)
+        return 0  # rank 0 writes the (gathered, portable) checkpoint
     extra = {} if context is None else {"distributed": context.record()}
     training = training_record(args.dataset, parts, metrics, finetune=result.to_dict(),
                                wall_time_s=round(time.time() - started, 2), **extra)

@@ -97,10 +97,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         distributed=context,
         sharding=sharding,
     )
+    known = parts.known("test")  # every rank ranks the catalog for its share of test users
+    metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True,
+                       distributed=context)
     if context is not None and not context.is_main:
-        return 0  # rank 0 evaluates and writes the (gathered, portable) checkpoint
-    known = parts.known("test")
-    metrics = evaluate(model, parts.test, exclude=known, history=known, ks=(10, 20), segments=True)
+        return 0  # rank 0 writes the (gathered, portable) checkpoint
     extra = {} if context is None else {"distributed": context.record()}
     training = training_record(args.dataset, parts, metrics, config=train_config, history=history,
                                wall_time_s=round(time.time() - started, 2), **extra)
