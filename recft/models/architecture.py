@@ -42,7 +42,7 @@ class TwoTowerConfig(ConfigMixin):
     dropout: float = 0.1  # on tower inputs and hidden activations, training only
     normalize: bool = True  # L2-normalise tower outputs: scores are cosines / temperature
     temperature: float = 0.03  # benchmarks/explore_ml100k.py: +2% valid NDCG@10 over 0.1 on 3 seeds
-    use_history: bool = True  # mean-pool the user's recent items into the user tower
+    use_history: bool = True  # pool the user's recent items into the user tower
     max_history: int = 50  # most recent items pooled per user (training and serving)
     # how the history is pooled: "mean" (a MEAN bag), or learned (recft.models.history_pooling):
     # "attention" (queried by the user) or "transformer" (one encoder layer, then attention)
