@@ -311,6 +311,18 @@ def test_recft_pretrain_nproc_2_writes_a_checkpoint_with_its_plan(tmp_path):
     assert summary["metrics"]["ndcg@10"] == pytest.approx(alone["ndcg@10"], abs=1e-6)
     assert summary["metrics"]["coverage@20"] == pytest.approx(alone["coverage@20"], abs=1e-6)
 
+    # the done-when: recft finetune --nproc 2 on the synthetic target, from that base
+    tuned = tmp_path / "tuned"
+    result = subprocess.run(
+        [*RECFT, "finetune", "--checkpoint", str(out), "--dataset", "synthetic-target:tiny",
+         "--preset", "frozen-only", "--out", str(tuned), "--quiet", "--nproc", "2"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["checkpoint"] == str(tuned) and summary["base"] == str(out)
+    assert 0.0 < summary["metrics"]["ndcg@10"] <= 1.0
+    assert json.loads((tuned / "training.json").read_text())["distributed"]["world_size"] == 2
+
 
 def test_more_processes_than_cores_is_a_one_line_error(tmp_path, capsys):
     from recft.cli import main
