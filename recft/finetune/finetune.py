@@ -212,7 +212,8 @@ def finetune(model: nn.Module, train: Interactions, recipe: Recipe | None = None
                                    epoch_offset=offset, validate=validate, progress=progress,
                                    verbose=verbose and (distributed is None or distributed.is_main),
                                    start=start, save=save, distributed=distributed,
-                                   sharding=sharding, sharded_resume=sharded_resume))
+                                   sharding=sharding, sharded_resume=sharded_resume,
+                                   device=_device_of(model)))
         offset += stage.epochs
         if resume is not None:
             resume.save_between(model, histories)  # the stage's end, best weights restored
@@ -315,3 +316,8 @@ def _unfuse(model: nn.Module) -> None:
 
 
 __all__ = ["FineTuneResult", "effective_batch_size", "example_weights", "finetune"]
+
+
+def _device_of(model: nn.Module) -> str:
+    """Where the model lives: batches follow it (a model moved to a GPU trains there)."""
+    return str(next(model.parameters(), torch.empty(0)).device)
