@@ -1,4 +1,4 @@
-"""rank-checkpoints: a quick zero-shot + frozen-probe score per base, ranked, from Python and CLI."""
+"""rank-checkpoints: zero-shot, readable share and optional probe per base, Python and CLI."""
 
 from __future__ import annotations
 
