@@ -103,9 +103,47 @@ def test_fitting_only_occurring_items_gives_the_full_catalog_scores() -> None:
     full = matrix @ ease_closed_form(matrix, 3.0)  # over all 10 columns
     model = EASE(l2=3.0).fit(train)
     assert model.item_rows.tolist() == list(range(8))
-    scores = model.score_users(np.arange(30), train).numpy()
-    np.testing.assert_allclose(scores, full, atol=1e-5)
+    warm = np.flatnonzero(matrix.any(axis=1))  # a user without history gets popularity
+    scores = model.score_users(warm, train).numpy()
+    reached = full[warm] != 0  # exact zeros (e.g. a lone item's own score) are popularity ties
+    np.testing.assert_allclose(scores[reached], full[warm][reached], atol=1e-5)
     assert np.all(scores[:, 8:] == 0.0)
+
+
+@pytest.mark.parametrize("model", [EASE(l2=1.0), ItemKNN(k=2)], ids=repr)
+def test_item_models_break_zero_ties_by_popularity(model: EASE | ItemKNN) -> None:
+    # items 0-2 co-occur (popularity 3, 2, 4); items 3-5 co-occur (popularity 1, 5, 2);
+    # "cold" has history only outside the fit, so it reaches no item
+    pairs = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 2), ("c", 0), ("c", 1), ("c", 2),
+             ("d", 2), ("e", 3), ("e", 4), ("f", 4), ("f", 5), ("g", 4), ("h", 4), ("i", 4),
+             ("i", 5)]
+    train = Interactions.from_raw([u for u, _ in pairs], [i for _, i in pairs])
+    model.fit(train)
+    rows = train.item_vocab.encode(np.arange(6))
+    raw = model.weights if isinstance(model.weights, torch.Tensor) else torch.from_numpy(
+        model.weights.toarray())
+    history = torch.from_numpy(train.user_item_sets().toarray()[:, model.item_rows])
+    for user in ("a", "d", "e"):
+        row = train.user_vocab.encode([user])[0]
+        scores = model.score_users(np.array([row]), train)[0]
+        propagated = (history[row] @ raw)[torch.from_numpy(np.argsort(model.item_rows))]
+        reached = propagated != 0
+        # nonzero scores are untouched; the unreached items follow, ordered by popularity
+        assert torch.equal(scores[torch.from_numpy(rows)][reached], propagated[reached])
+        unreached = [item for item in range(6) if not reached[item]]
+        by_score = sorted(unreached, key=lambda item: -scores[rows[item]].item())
+        popularity = {0: 3, 1: 2, 2: 4, 3: 1, 4: 5, 5: 2}
+        assert [popularity[item] for item in by_score] == sorted(
+            (popularity[item] for item in unreached), reverse=True)
+        positive = scores[torch.from_numpy(rows)][reached & (propagated > 0)]
+        assert all(scores[rows[item]] < positive.min() for item in unreached)
+    # a user whose history row is empty gets exactly MostPopular's order
+    without_a = train.subset(np.flatnonzero(train.user_ids != train.user_vocab.encode(["a"])[0]))
+    cold_scores = model.score_users(train.user_vocab.encode(["a"]), without_a)[0]
+    expected = MostPopular().fit(train).score_users(np.array([0]), train)[0]
+    assert cold_scores.min() >= 0 and cold_scores.max() > 0
+    assert torch.equal(torch.argsort(cold_scores, descending=True, stable=True),
+                       torch.argsort(expected, descending=True, stable=True))
 
 
 @pytest.mark.parametrize("shared_users", [0, 25])
@@ -151,11 +189,12 @@ def test_item_knn_on_stacked_source_rows_scores_the_target_catalog() -> None:
     target = catalog.subset(np.array([0, 1]))  # nobody in the target fraction saw c
     source = Interactions.from_raw(["s1", "s1", "s2", "s2"], ["b", "c", "b", "c"])
     alone = ItemKNN(k=2).fit(target)
-    assert torch.all(alone.score_users(np.array([1]), target) == 0)
+    c = target.item_vocab.encode(["c"])[0]
+    assert alone.score_users(np.array([1]), target)[0, c] == 0  # c is outside its fit
     stacked = sp.vstack([rows_in_catalog(source, target.item_vocab), history_matrix(target)])
     model = ItemKNN(k=2).fit_matrix(stacked)
     scores = model.score_users(np.array([1]), target)[0]  # t2 has seen b
-    assert scores.argmax().item() == target.item_vocab.encode(["c"])[0]
+    assert scores.argmax().item() == c
 
 
 def test_item_knn_pruned_copy_equals_a_fit_with_fewer_neighbours() -> None:

@@ -103,7 +103,7 @@ class ItemKNN(ItemItem):
             (np.concatenate(values).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
             shape=(num_items, num_items),
         )
-        self._set(items, matrix.shape[1], similarity)
+        self._set(items, matrix.shape[1], similarity, norms**2)  # binary: norm^2 = users
         return self
 
     def with_neighbours(self, k: int) -> ItemKNN:
@@ -122,7 +122,7 @@ class ItemKNN(ItemItem):
         pruned = sp.csr_matrix((by_item.data[kept], (by_item.indices[kept], owners[kept])),
                                shape=by_item.shape)
         copy = ItemKNN(k, self.shrink)
-        copy._set(self.item_rows, self.num_items, pruned)
+        copy._set(self.item_rows, self.num_items, pruned, self.popularity)
         return copy
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from recft.errors import DataError
-from recft.models.item_item import ItemItem, active_items, binary
+from recft.models.item_item import ItemItem, active_items, binary, column_counts
 
 EASE_MAX_ITEMS = 30_000
 """EASE holds dense (n x n) matrices over the n items it is fitted on: 3.6 GB per float32
@@ -46,7 +46,7 @@ class EASE(ItemItem):
         matrix, items = active_items(matrix, type(self).__name__)
         check_ease_size(len(items), self.max_items)
         precision = _regularised_inverse(_gram(matrix[:, items], _dtype(len(items))), self.l2)
-        self._set(items, matrix.shape[1], _ease_weights(precision))
+        self._set(items, matrix.shape[1], _ease_weights(precision), column_counts(matrix, items))
         return self
 
     def __repr__(self) -> str:
@@ -73,6 +73,8 @@ def ease_sweep(shared: sp.spmatrix, extras: Sequence[sp.spmatrix], l2s: Sequence
     for extra in extras:
         rows = binary(extra)[:, items].astype(np.float64 if dtype == torch.float64 else np.float32)
         extra_rows.append(rows[np.flatnonzero(rows.getnnz(axis=1))])  # empty users add nothing
+    counts = [column_counts(sp.vstack([shared, rows], format="csr"), np.arange(len(items)))
+              for rows in extra_rows]
     for l2 in l2s:
         if shared_gram is None:
             base = torch.eye(len(items), dtype=dtype) / l2
@@ -80,7 +82,8 @@ def ease_sweep(shared: sp.spmatrix, extras: Sequence[sp.spmatrix], l2s: Sequence
             base = _regularised_inverse(shared_gram.clone(), l2)
         for index, rows in enumerate(extra_rows):
             model = EASE(l2, max_items)
-            model._set(items, stacked.shape[1], _ease_weights(_woodbury(base, rows)))
+            model._set(items, stacked.shape[1], _ease_weights(_woodbury(base, rows)),
+                       counts[index])
             yield float(l2), index, model
             del model  # free it before the next (n x n) unless the caller kept it
 

@@ -4,6 +4,12 @@ another domain's items by raw id, and scoring a history row through item weights
 An item-item model is fitted only on the items that occur in its training matrix: an item
 nobody consumed gets no weight and scores 0 either way, so this is exact and keeps small
 fractions of a large catalog cheap.
+
+Items a user's history does not reach all score exactly 0, and a user with no history
+reaches none; left as ties, such a user's list is arbitrary (near-zero NDCG where a
+popularity list scores well). Those ties are broken by training popularity
+(``break_ties_by_popularity``), so a cold user gets the popularity ranking and every
+nonzero score keeps its order: the baseline is never weaker than its own fallback.
 """
 
 from __future__ import annotations
@@ -75,17 +81,22 @@ class ItemItem(Fitted):
 
     item_rows: np.ndarray | None = None  # (n,) catalog rows the weights cover, sorted
     weights: torch.Tensor | sp.csr_matrix | None = None  # (n, n): [j, i] = weight of j for i
+    popularity: np.ndarray | None = None  # (n,) fit-matrix users per item row: the tie order
 
     def fit(self, train: Interactions):
         """Fit on ``train``'s users (binary: who consumed what)."""
         self._check_fit_input(train)
         return self.fit_matrix(history_matrix(train))
 
-    def _set(self, item_rows: np.ndarray, catalog_size: int, weights) -> None:
+    def _set(self, item_rows: np.ndarray, catalog_size: int, weights,
+             popularity: np.ndarray) -> None:
         self.item_rows, self.num_items, self.weights = item_rows, int(catalog_size), weights
+        self.popularity = np.asarray(popularity, dtype=np.float64).ravel()
 
     def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
-        """(B, I) scores: each user's history row times the item weights; 0 off the fit."""
+        """(B, I) scores: each user's history row times the item weights, ties at 0 (items
+        the history does not reach; all items for a user without history) ordered by
+        training popularity; items outside the fit stay 0."""
         users = self._check_scoring(users, history)
         rows = history_matrix(history)[users][:, self.item_rows]
         if isinstance(self.weights, torch.Tensor):
@@ -95,7 +106,24 @@ class ItemItem(Fitted):
         scores = torch.zeros(users.size, self.num_items)
         scores[:, torch.from_numpy(self.item_rows)] = torch.from_numpy(
             np.asarray(propagated, dtype=np.float32))
-        return scores
+        share = np.zeros(self.num_items, dtype=np.float32)
+        share[self.item_rows] = self.popularity / (self.popularity.max() + 1.0)
+        return break_ties_by_popularity(scores, torch.from_numpy(share))
+
+
+def column_counts(matrix: sp.spmatrix, columns: np.ndarray) -> np.ndarray:
+    """Nonzero entries of a binary matrix per column in ``columns`` (users per item)."""
+    return np.asarray(matrix[:, columns].getnnz(axis=0), dtype=np.float64)
+
+
+def break_ties_by_popularity(scores: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """Exact zeros of each row become ``share * step`` (``share`` in [0, 1)), ``step`` half
+    the row's smallest nonzero magnitude: zeros are ordered by ``share`` and stay below
+    every positive and above every negative score, so nonzero scores keep their order."""
+    zero = scores == 0
+    smallest = scores.abs().masked_fill(zero, float("inf")).amin(dim=1, keepdim=True)
+    step = torch.where(torch.isfinite(smallest), smallest / 2, torch.ones_like(smallest))
+    return torch.where(zero, share.unsqueeze(0) * step, scores)
 
 
 
