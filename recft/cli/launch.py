@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from recft.errors import RecftError, TrainingError
+from recft.process_env import restored_environment
 
 Handler = Callable[[argparse.Namespace], int]
 _SKIPPED = {"help", "nproc", "port", "config", "launch_parser", "handler", "json_stdout"}
@@ -270,17 +271,10 @@ def _check_port(port: int) -> int:
 @contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Variables the workers inherit (set only where unset), restored afterwards."""
-    saved = {key: os.environ.get(key) for key in values}
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
-    try:
+    with restored_environment(values):
+        for key, value in values.items():
+            os.environ.setdefault(key, value)
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextlib.contextmanager

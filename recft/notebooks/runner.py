@@ -24,6 +24,7 @@ from recft.notebooks.layout import (
 )
 from recft.notebooks.params import check_parameters, read_notebook_info
 from recft.notebooks.record import environment_versions, to_jsonable
+from recft.process_env import restored_environment
 
 logger = logging.getLogger(__name__)
 
@@ -273,22 +274,15 @@ def _display_path(path: Path) -> str:
 @contextlib.contextmanager
 def _kernel_environment(run_dir: Path) -> Iterator[None]:
     """Set what the kernel process inherits: where to record, and an inline plot backend."""
-    saved = {key: os.environ.get(key) for key in (RUN_DIR_ENV, "MPLBACKEND", "TQDM_DISABLE")}
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    # A report is read after the fact: progress bars would only add pages of stderr to it
-    # (JupyterLab, where nobody sets this, keeps its live widgets).
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    # The Makefile exports MPLBACKEND=Agg for scripts; in a kernel that hides every plot.
-    if os.environ.get("MPLBACKEND", "").lower() in ("", "agg"):
-        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    try:
+    with restored_environment((RUN_DIR_ENV, "MPLBACKEND", "TQDM_DISABLE")):
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        # A report is read after the fact: progress bars would only add pages of stderr to it
+        # (JupyterLab, where nobody sets this, keeps its live widgets).
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        # The Makefile exports MPLBACKEND=Agg for scripts; in a kernel that hides every plot.
+        if os.environ.get("MPLBACKEND", "").lower() in ("", "agg"):
+            os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextlib.contextmanager
