@@ -8,10 +8,10 @@ PY := $(VENV)/bin/python
 LOCK ?= requirements/cpu.lock
 # GPU: `make setup-gpu` installs the lock without torch/fbgemm-gpu-cpu, then lets pip resolve
 # these two (CUDA torch pulls its nvidia-* libraries). Override to match your CUDA version.
-GPU_PACKAGES ?= torch==2.13.0 fbgemm-gpu==1.8.0
+GPU_PACKAGES ?= torch==2.13.0 'fbgemm-gpu>=1.8,<1.9'
 STAMP := $(VENV)/.recft-installed
 # torchrec requires `fbgemm-gpu`; on CPU a metadata-only stand-in of that name (which requires
-# fbgemm-gpu-cpu) satisfies it. The lock pins it; this folder is where pip finds it.
+# fbgemm-gpu-cpu) satisfies it. No lock pins it: it is written here and installed by path.
 STANDIN := requirements/fbgemm_gpu_standin.py
 STANDIN_DIR := build/wheels-cpu
 # pip on some machines prints a warning per missing local index folder; it is noise.
@@ -28,9 +28,9 @@ setup: $(STAMP)
 $(STAMP): $(LOCK) pyproject.toml $(STANDIN)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "recft: installing the pinned closure from $(LOCK) (no dependency resolution)"
-	$(PY) $(STANDIN) $(STANDIN_DIR) --lock $(LOCK) >/dev/null
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --find-links $(STANDIN_DIR) \
-		-r $(LOCK) 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r $(LOCK) 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+		"$$($(PY) $(STANDIN) $(STANDIN_DIR) --lock $(LOCK))" 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
 	$(PY) -m recft.env_check
 	$(PY) -m ipykernel install --sys-prefix --name recft --display-name "Python (recft)" >/dev/null

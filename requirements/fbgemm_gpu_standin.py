@@ -6,9 +6,9 @@ PyPI's CPU build is another distribution, ``fbgemm-gpu-cpu``, shipping the same
 ``fbgemm_gpu`` import package, so a resolving ``pip install torchrec`` on a CPU machine
 pulls CUDA, and ``pip check`` complains when it is left out. The stand-in is named
 ``fbgemm-gpu`` and versioned ``<cpu version>+recft.cpu`` (a PEP 440 local version that no
-index publishes), contains no files, and requires the CPU build. recft's ``cpu`` extra and
-``requirements/cpu.lock`` pin that exact version, so a CPU install either finds the stand-in
-or fails: it can never fall back to the CUDA wheel.
+index publishes), contains no files, and requires the CPU build. recft's ``cpu`` extra pins
+that exact version, so a wheel install either finds the stand-in or fails: it can never fall
+back to the CUDA wheel. ``make setup`` installs it by path; no lock pins it.
 
 Usage (stdlib only: it runs before anything is installed)::
 

@@ -29,7 +29,8 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO / "requirements"
-GPU_ONLY = {"torch", "fbgemm-gpu", "fbgemm-gpu-cpu"}  # pins that differ between the closures
+GPU_ONLY = {"torch", "fbgemm-gpu-cpu"}  # pins that differ between the closures
+LOCK_FILES = ("cpu.lock", "cpu-no-torch.lock", "constraints-cpu.txt", "constraints-gpu.txt")
 
 
 def load_standin():
@@ -49,6 +50,11 @@ def read_pins(path: Path) -> dict[str, str]:
             assert specifier.operator == "==", f"{path.name}: {line} is not a pin"
             pins[canonicalize_name(requirement.name)] = specifier.version
     return pins
+
+
+def locked_standin_version(pins: dict[str, str]) -> str:
+    """The stand-in's version: the locked fbgemm-gpu-cpu release plus the stand-in's label."""
+    return f"{pins['fbgemm-gpu-cpu']}+{load_standin().LOCAL_LABEL}"
 
 
 def requirement_named(requirements: list[str], name: str) -> Requirement:
@@ -74,7 +80,10 @@ def test_pyproject_locks_and_constraints_agree() -> None:
     cpu, gpu = read_pins(REQUIREMENTS / "cpu.lock"), read_pins(REQUIREMENTS / "cpu-no-torch.lock")
     assert set(cpu) - set(gpu) == GPU_ONLY and not set(gpu) - set(cpu)
     assert {name: cpu[name] for name in gpu} == gpu
-    standin_version = Version(cpu["fbgemm-gpu"])
+    for name in LOCK_FILES:  # no requirement file names the CUDA-only distribution
+        text = (REQUIREMENTS / name).read_text(encoding="utf-8")
+        assert not re.search(r"^\s*fbgemm-gpu\s*[=<>!~]", text, re.M), name
+    standin_version = Version(locked_standin_version(cpu))
     assert standin_version.local == "recft.cpu"
     assert standin_version.public == cpu["fbgemm-gpu-cpu"]
     cuda_version = Version(standin_version.public)  # the CUDA fbgemm-gpu of the same release
@@ -92,22 +101,22 @@ def test_pyproject_locks_and_constraints_agree() -> None:
 
     constraints = (REQUIREMENTS / "constraints-gpu.txt").read_text(encoding="utf-8").splitlines()
     specs = [Requirement(line) for line in constraints if line and line[0] not in "#-"]
-    torch_spec, fbgemm_spec = (requirement_named([str(s) for s in specs], n).specifier
-                               for n in ("torch", "fbgemm-gpu"))
+    torch_spec = requirement_named([str(s) for s in specs], "torch").specifier
+    fbgemm_spec = requirement_named(gpu_extra, "fbgemm-gpu").specifier
     torch_cpu = Version(cpu["torch"])
     assert torch_cpu.local == "cpu" and torch_cpu not in torch_spec
     assert Version(torch_cpu.public) in torch_spec and Version(f"{torch_cpu.public}+cu128") in torch_spec
     assert standin_version not in fbgemm_spec and cuda_version in fbgemm_spec
+    assert Version(f"{cuda_version.major}.{cuda_version.minor + 1}.0") not in fbgemm_spec
     assert "-c cpu.lock" in (REQUIREMENTS / "constraints-cpu.txt").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- slow: real installs
 def _locked_view(folder: Path) -> Path:
-    """Links to every distribution cpu.lock pins (as installed here) and to pip, nothing else;
-    not the fbgemm-gpu stand-in, which the install must find next to the recft wheel."""
+    """Links to every distribution cpu.lock pins (as installed here) and to pip, nothing else
+    (the lock has no fbgemm-gpu stand-in: the install must find it next to the recft wheel)."""
     folder.mkdir()
     wanted = {**read_pins(REQUIREMENTS / "cpu.lock"), "pip": None}
-    del wanted["fbgemm-gpu"]
     for name, version in wanted.items():
         try:
             dist = metadata.distribution(name)
@@ -166,7 +175,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     standin, pins = load_standin(), read_pins(REQUIREMENTS / "cpu.lock")
     standin.write_standin(dist / "cpu")
     cuda = root / "fake-cuda"
-    for name, version in (("fbgemm-gpu", Version(pins["fbgemm-gpu"]).public),
+    for name, version in (("fbgemm-gpu", pins["fbgemm-gpu-cpu"]),
                           ("torch", Version(pins["torch"]).public)):
         standin.write_metadata_wheel(cuda, name, version, [], summary="fake CUDA build (test)")
     return {"root": root, "dist": dist, "cpu": dist / "cpu", "cuda": cuda,
@@ -181,9 +190,8 @@ def test_wheel_installs_offline_with_the_cpu_extra_and_runs(built: dict[str, Pat
     install = _pip_install(python, "--find-links", built["dist"], "--find-links", built["cpu"],
                            "recft[cpu]", "-c", REQUIREMENTS / "constraints-cpu.txt", report=report)
     assert install.returncode == 0, install.stderr[-3000:]
-    standin_version = read_pins(REQUIREMENTS / "cpu.lock")["fbgemm-gpu"]
     installed = _would_install(report)
-    assert installed.pop("fbgemm-gpu") == standin_version
+    assert installed.pop("fbgemm-gpu") == locked_standin_version(read_pins(REQUIREMENTS / "cpu.lock"))
     assert list(installed) == ["recft"]  # everything else came from the locked set
 
     check = _run(python, "-m", "pip", "check")
@@ -211,12 +219,12 @@ def test_cpu_extra_refuses_the_cuda_fbgemm_and_gpu_constraints_refuse_the_cpu_bu
     # the fake CUDA fbgemm-gpu is reachable: a plain install (torchrec's requirement) takes it
     plain = _pip_install(python, "--dry-run", *links, "recft", report=root / "plain.json")
     assert plain.returncode == 0, plain.stderr[-3000:]
-    assert _would_install(root / "plain.json")["fbgemm-gpu"] == Version(pins["fbgemm-gpu"]).public
+    assert _would_install(root / "plain.json")["fbgemm-gpu"] == pins["fbgemm-gpu-cpu"]
     # ... but the cpu extra cannot: without the stand-in it fails instead of falling back
     refused = _pip_install(python, "--dry-run", *links, "recft[cpu]",
                            "-c", REQUIREMENTS / "constraints-cpu.txt", report=root / "refused.json")
     assert refused.returncode != 0
-    assert f"fbgemm-gpu=={pins['fbgemm-gpu']}" in refused.stdout + refused.stderr  # pip names it
+    assert f"fbgemm-gpu=={locked_standin_version(pins)}" in refused.stdout + refused.stderr  # pip names it
     assert not (root / "refused.json").exists()
 
     # GPU: with the stand-in and the locked +cpu torch both reachable, the CUDA builds win
@@ -224,6 +232,6 @@ def test_cpu_extra_refuses_the_cuda_fbgemm_and_gpu_constraints_refuse_the_cpu_bu
                        "-c", REQUIREMENTS / "constraints-gpu.txt", report=root / "gpu.json")
     assert gpu.returncode == 0, gpu.stderr[-3000:]
     chosen = _would_install(root / "gpu.json")
-    assert chosen["fbgemm-gpu"] == Version(pins["fbgemm-gpu"]).public
+    assert chosen["fbgemm-gpu"] == pins["fbgemm-gpu-cpu"]
     assert chosen["torch"] == Version(pins["torch"]).public
     assert not re.search(r"\+(recft\.)?cpu", " ".join(chosen.values()))
