@@ -112,8 +112,8 @@ def test_fitting_only_occurring_items_gives_the_full_catalog_scores() -> None:
 
 @pytest.mark.parametrize("model", [EASE(l2=1.0), ItemKNN(k=2)], ids=repr)
 def test_item_models_break_zero_ties_by_popularity(model: EASE | ItemKNN) -> None:
-    # items 0-2 co-occur (popularity 3, 2, 4); items 3-5 co-occur (popularity 1, 5, 2);
-    # "cold" has history only outside the fit, so it reaches no item
+    # items 0-2 co-occur (popularity 3, 2, 4); items 3-5 co-occur (popularity 1, 5, 2):
+    # a user of one group reaches none of the other group's items
     pairs = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 2), ("c", 0), ("c", 1), ("c", 2),
              ("d", 2), ("e", 3), ("e", 4), ("f", 4), ("f", 5), ("g", 4), ("h", 4), ("i", 4),
              ("i", 5)]
@@ -164,6 +164,7 @@ def test_ease_sweep_equals_refitting_each_stack(shared_users: int) -> None:
         direct = EASE(l2=l2).fit_matrix(sp.csr_matrix(stacked))
         for fitted in (model, direct):
             np.testing.assert_allclose(dense_weights(fitted, 12), expected, atol=1e-5)
+        assert torch.equal(model.tie_share, direct.tie_share)  # the same popularity tie order
 
 
 def dense_weights(model: EASE, num_items: int) -> np.ndarray:

@@ -73,8 +73,9 @@ def ease_sweep(shared: sp.spmatrix, extras: Sequence[sp.spmatrix], l2s: Sequence
     for extra in extras:
         rows = binary(extra)[:, items].astype(np.float64 if dtype == torch.float64 else np.float32)
         extra_rows.append(rows[np.flatnonzero(rows.getnnz(axis=1))])  # empty users add nothing
-    counts = [column_counts(sp.vstack([shared, rows], format="csr"), np.arange(len(items)))
-              for rows in extra_rows]
+    every_item = np.arange(len(items))
+    shared_counts = column_counts(shared, every_item)
+    counts = [shared_counts + column_counts(rows, every_item) for rows in extra_rows]
     for l2 in l2s:
         if shared_gram is None:
             base = torch.eye(len(items), dtype=dtype) / l2

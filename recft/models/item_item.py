@@ -82,6 +82,7 @@ class ItemItem(Fitted):
     item_rows: np.ndarray | None = None  # (n,) catalog rows the weights cover, sorted
     weights: torch.Tensor | sp.csr_matrix | None = None  # (n, n): [j, i] = weight of j for i
     popularity: np.ndarray | None = None  # (n,) fit-matrix users per item row: the tie order
+    tie_share: torch.Tensor | None = None  # (I,) popularity / (max + 1) over the catalog
 
     def fit(self, train: Interactions):
         """Fit on ``train``'s users (binary: who consumed what)."""
@@ -92,6 +93,9 @@ class ItemItem(Fitted):
              popularity: np.ndarray) -> None:
         self.item_rows, self.num_items, self.weights = item_rows, int(catalog_size), weights
         self.popularity = np.asarray(popularity, dtype=np.float64).ravel()
+        share = np.zeros(self.num_items, dtype=np.float32)  # once per fit, not per user chunk
+        share[item_rows] = self.popularity / (self.popularity.max() + 1.0)
+        self.tie_share = torch.from_numpy(share)
 
     def score_users(self, users: np.ndarray, history: Interactions) -> torch.Tensor:
         """(B, I) scores: each user's history row times the item weights, ties at 0 (items
@@ -106,9 +110,7 @@ class ItemItem(Fitted):
         scores = torch.zeros(users.size, self.num_items)
         scores[:, torch.from_numpy(self.item_rows)] = torch.from_numpy(
             np.asarray(propagated, dtype=np.float32))
-        share = np.zeros(self.num_items, dtype=np.float32)
-        share[self.item_rows] = self.popularity / (self.popularity.max() + 1.0)
-        return break_ties_by_popularity(scores, torch.from_numpy(share))
+        return break_ties_by_popularity(scores, self.tie_share)
 
 
 def column_counts(matrix: sp.spmatrix, columns: np.ndarray) -> np.ndarray:
